@@ -1,0 +1,137 @@
+"""Append-only raw tables: payload columns as received (text) plus lineage, deduplicated on org + key + hash."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from warehouse.core import Warehouse
+from warehouse.ddl import contracts, create_table_sql
+from warehouse.dialect import sql_type
+from warehouse.load import quote_ident
+
+STAGE = "_hutong_raw_stage"
+NEW = "_hutong_raw_new"
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+# Columns a connector supplies with each batch besides the payload.
+INPUT_LINEAGE = ("_org_code", "_source_system", "_source_key", "_source_updated_at", "_deleted", "_origin")
+
+
+@dataclass(frozen=True)
+class RawAppendResult:
+    """How many rows of a batch were new and how many were already in raw."""
+
+    rows_in: int
+    rows_loaded: int
+
+    @property
+    def rows_unchanged(self) -> int:
+        return self.rows_in - self.rows_loaded
+
+
+def lineage_columns() -> dict[str, str]:
+    return dict(contracts()["raw_lineage"])
+
+
+def ensure_raw_table(wh: Warehouse, table: str, payload: list[str]) -> None:
+    """Create `raw.<table>` or add payload columns that a grown mapping now supplies."""
+    if not _NAME.match(table):
+        raise ValueError(f"raw table name {table!r} must be lower_snake_case")
+    qualified = f"raw.{table}"
+    wh.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    if not wh.table_exists(qualified):
+        columns = {name: "text" for name in payload} | lineage_columns()
+        wh.execute(create_table_sql(wh.dialect, qualified, columns))
+        if wh.dialect == "postgres":
+            wh.execute(
+                f"CREATE INDEX IF NOT EXISTS {table}_key_hash ON {qualified} (_org_code, _source_key, _record_hash)"
+            )
+        return
+    existing = set(wh.columns(qualified))
+    for name in payload:
+        if name not in existing:
+            wh.execute(f"ALTER TABLE {qualified} ADD COLUMN {quote_ident(name)} {sql_type(wh.dialect, 'text')}")
+
+
+def _hash_expr(payload: list[str]) -> str:
+    parts = [f"coalesce(CAST({quote_ident(c)} AS VARCHAR), chr(30))" for c in sorted(payload)]
+    parts.append("CASE WHEN _deleted THEN 'D' ELSE '-' END")
+    parts.append("coalesce(CAST(_source_updated_at AS VARCHAR), chr(30))")
+    return f"md5(concat_ws(chr(31), {', '.join(parts)}))"
+
+
+def append_raw(wh: Warehouse, table: str, frame: pl.DataFrame, batch_id: str, ingested_at: datetime) -> RawAppendResult:
+    """Append a batch to `raw.<table>`; rows already landed (same org, source key and hash) are skipped.
+
+    `frame` holds payload columns plus `_org_code, _source_system, _source_key, _source_updated_at,
+    _deleted, _origin`. `_op` becomes D for deletes, U when the key was seen before, else I.
+    Call inside a transaction together with the batch ledger so a crash leaves nothing half-written.
+    """
+    missing = [c for c in INPUT_LINEAGE if c not in frame.columns]
+    if missing:
+        raise ValueError(f"batch for raw.{table} lacks lineage columns {missing}")
+    payload = [c for c in frame.columns if c not in INPUT_LINEAGE]
+    if frame.height == 0:
+        return RawAppendResult(0, 0)
+    ensure_raw_table(wh, table, payload)
+    stage_cols = {c: "text" for c in payload} | {
+        "_org_code": "text",
+        "_source_system": "text",
+        "_source_key": "text",
+        "_source_updated_at": "timestamp",
+        "_deleted": "bool",
+        "_origin": "text",
+    }
+    frame = frame.with_columns(
+        [pl.col(c).cast(pl.String) for c in payload]
+        + [pl.col("_source_updated_at").cast(pl.Datetime("us")), pl.col("_deleted").cast(pl.Boolean)]
+    ).select(list(stage_cols))
+    qualified = f"raw.{table}"
+    with wh.transaction():
+        wh.execute(f"DROP TABLE IF EXISTS {STAGE}")
+        wh.execute(f"DROP TABLE IF EXISTS {NEW}")
+        wh.execute(create_table_sql(wh.dialect, STAGE, stage_cols).replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+        wh.load(STAGE, frame)
+        pay = ", ".join(quote_ident(c) for c in payload)
+        wh.execute(
+            f"""
+            CREATE TEMP TABLE {NEW} AS
+            WITH hashed AS (
+                SELECT *, {_hash_expr(payload)} AS _record_hash FROM {STAGE}
+            ), unique_rows AS (
+                SELECT *, row_number() OVER (
+                    PARTITION BY _org_code, _source_key, _record_hash ORDER BY _origin) AS _dup
+                FROM hashed
+            ), fresh AS (
+                SELECT u.* FROM unique_rows u
+                WHERE u._dup = 1 AND NOT EXISTS (
+                    SELECT 1 FROM {qualified} r
+                    WHERE r._org_code = u._org_code AND r._source_key = u._source_key
+                      AND r._record_hash = u._record_hash)
+            ), ordered AS (
+                SELECT f.*,
+                    row_number() OVER (PARTITION BY _org_code, _source_key
+                                       ORDER BY _source_updated_at NULLS FIRST, _origin) AS _seq,
+                    EXISTS (SELECT 1 FROM {qualified} r
+                            WHERE r._org_code = f._org_code AND r._source_key = f._source_key) AS _prior
+                FROM fresh f
+            )
+            SELECT {pay}, _org_code, _source_system, _source_key,
+                   CAST(? AS VARCHAR) AS _batch_id, CAST(? AS TIMESTAMP) AS _ingested_at, _source_updated_at,
+                   CASE WHEN _deleted THEN 'D' WHEN _prior OR _seq > 1 THEN 'U' ELSE 'I' END AS _op,
+                   _record_hash, _origin
+            FROM ordered
+            """,
+            [batch_id, ingested_at],
+        )
+        loaded = wh.count(NEW)
+        target_cols = [*payload, *lineage_columns()]
+        cols = ", ".join(quote_ident(c) for c in target_cols)
+        wh.execute(f"INSERT INTO {qualified} ({cols}) SELECT {cols} FROM {NEW}")
+        wh.execute(f"DROP TABLE IF EXISTS {STAGE}")
+        wh.execute(f"DROP TABLE IF EXISTS {NEW}")
+    return RawAppendResult(rows_in=frame.height, rows_loaded=loaded)
