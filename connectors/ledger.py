@@ -1,0 +1,144 @@
+"""Ingestion ledger: one ops.ingest_batch row per batch, quarantined originals, per-source health."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from warehouse import Warehouse
+
+DEFAULT_TZ = "Asia/Shanghai"
+
+
+def now_local(tz: str = DEFAULT_TZ) -> datetime:
+    """Wall-clock time in the platform's time zone, without tzinfo (warehouse timestamps are local)."""
+    return datetime.now(ZoneInfo(tz)).replace(tzinfo=None, microsecond=0)
+
+
+@dataclass
+class QuarantineRecord:
+    """One input record that could not be landed, with the bytes as received."""
+
+    origin: str
+    error_code: str
+    message: str
+    original: bytes
+
+
+@dataclass
+class Batch:
+    """A unit of ingestion whose counts reconcile: rows_in = loaded + unchanged + quarantined."""
+
+    org_code: str
+    source_kind: str
+    source_system: str
+    entity: str
+    window_start: str = ""
+    window_end: str = ""
+    batch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: datetime = field(default_factory=now_local)
+    rows_in: int = 0
+    rows_loaded: int = 0
+    rows_unchanged: int = 0
+    quarantined: list[QuarantineRecord] = field(default_factory=list)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return len(self.quarantined)
+
+
+def row_bytes(row: dict[str, Any]) -> bytes:
+    """The original bytes of a database row: its JSON with values as text."""
+    return json.dumps({k: None if v is None else str(v) for k, v in row.items()}, ensure_ascii=False).encode()
+
+
+def write_batch(wh: Warehouse, batch: Batch, status: str = "succeeded", error: str = "") -> None:
+    """Record the batch and its quarantined records (call inside the transaction that landed the rows)."""
+    if batch.rows_in != batch.rows_loaded + batch.rows_unchanged + batch.rows_quarantined:
+        raise AssertionError(f"batch {batch.batch_id} does not reconcile")
+    finished = now_local()
+    wh.execute("DELETE FROM ops.ingest_batch WHERE batch_id = ?", [batch.batch_id])
+    wh.execute(
+        "INSERT INTO ops.ingest_batch (batch_id, org_code, source_kind, source_system, entity, window_start, "
+        "window_end, rows_in, rows_loaded, rows_unchanged, rows_quarantined, status, error, started_at, finished_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            batch.batch_id, batch.org_code, batch.source_kind, batch.source_system, batch.entity,
+            batch.window_start, batch.window_end, batch.rows_in, batch.rows_loaded, batch.rows_unchanged,
+            batch.rows_quarantined, status, error or None, batch.started_at, finished,
+        ],
+    )  # fmt: skip
+    fresh = _new_quarantine(wh, batch)
+    if fresh:
+        frame = pl.DataFrame(
+            {
+                "quarantine_id": [qid for qid, _ in fresh],
+                "batch_id": batch.batch_id,
+                "org_code": batch.org_code,
+                "source_kind": batch.source_kind,
+                "source_system": batch.source_system,
+                "origin": [q.origin for _, q in fresh],
+                "error_code": [q.error_code for _, q in fresh],
+                "message": [q.message for _, q in fresh],
+                "original": pl.Series([q.original for _, q in fresh], dtype=pl.Binary),
+                "quarantined_at": pl.Series([finished] * len(fresh), dtype=pl.Datetime("us")),
+            }
+        )
+        wh.load("ops.quarantine", frame)
+
+
+def quarantine_id(org_code: str, record: QuarantineRecord) -> str:
+    """Deterministic id: the same bad record re-ingested is quarantined once."""
+    digest = hashlib.sha1(f"{org_code}\x1f{record.origin}\x1f{record.error_code}\x1f".encode() + record.original)
+    return digest.hexdigest()
+
+
+def _new_quarantine(wh: Warehouse, batch: Batch) -> list[tuple[str, QuarantineRecord]]:
+    """Quarantined records of the batch not already in ops.quarantine."""
+    pending = {quarantine_id(batch.org_code, q): q for q in batch.quarantined}
+    ids = list(pending)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        sql = f"SELECT quarantine_id FROM ops.quarantine WHERE quarantine_id IN ({marks})"
+        for (existing,) in wh.query(sql, chunk):
+            pending.pop(existing, None)
+    return list(pending.items())
+
+
+def record_failure(wh: Warehouse, batch: Batch, error: str) -> None:
+    """Record a batch that could not run (source unreachable, bad mapping) without landing any rows."""
+    batch.rows_in = batch.rows_loaded = batch.rows_unchanged = 0
+    batch.quarantined = []
+    write_batch(wh, batch, status="failed", error=error)
+
+
+def record_health(
+    wh: Warehouse, org_code: str, source_kind: str, day: date, *, ok: bool, rows_loaded: int, error: str = ""
+) -> None:
+    """Update ops.source_health for one institution, source kind and day (stability / timeliness inputs)."""
+    at = now_local()
+    wh.execute(
+        "INSERT INTO ops.source_health AS h (org_code, source_kind, day, last_success_at, last_failure_at, "
+        "last_error, batches_ok, batches_failed, rows_loaded, late_minutes, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) "
+        "ON CONFLICT (org_code, source_kind, day) DO UPDATE SET "
+        "last_success_at = coalesce(excluded.last_success_at, h.last_success_at), "
+        "last_failure_at = coalesce(excluded.last_failure_at, h.last_failure_at), "
+        "last_error = coalesce(excluded.last_error, h.last_error), "
+        "batches_ok = h.batches_ok + excluded.batches_ok, "
+        "batches_failed = h.batches_failed + excluded.batches_failed, "
+        "rows_loaded = h.rows_loaded + excluded.rows_loaded, "
+        "updated_at = excluded.updated_at",
+        [
+            org_code, source_kind, day, at if ok else None, None if ok else at, error or None,
+            1 if ok else 0, 0 if ok else 1, rows_loaded, at,
+        ],
+    )  # fmt: skip
