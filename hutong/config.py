@@ -100,6 +100,7 @@ class PlatformConfig:
     warehouse_url: str
     county: dict[str, Any]
     institutions: tuple[Institution, ...]
+    synthetic: dict[str, Any] | None = None  # set when the sources are the generated demo county
 
     def institution(self, org: str) -> Institution:
         """Find an institution by organisation code or short name."""
@@ -200,4 +201,16 @@ def load_config(path: str | Path | None = None) -> PlatformConfig:
         warehouse_url=url,
         county=raw.get("county") or {},
         institutions=institutions,
+        synthetic=_synthetic(raw.get("synthetic"), where),
     )
+
+
+def _synthetic(raw: Any, where: str) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: 'synthetic' must be a mapping with size and seed")
+    try:
+        return {"size": str(raw.get("size", "demo")), "seed": int(raw.get("seed", 20261124))}
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: synthetic.seed must be an integer") from exc

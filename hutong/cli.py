@@ -1,0 +1,190 @@
+"""`hutong` command line: one subcommand per stage, plus `run` (all stages) and `demo`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import click
+
+from hutong import stages
+from hutong.config import ConfigError, PlatformConfig, load_config
+from hutong.dbt_runner import DbtError
+
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (ConfigError, DbtError, RuntimeError, ValueError, OSError)
+
+
+def _expected_errors() -> tuple[type[Exception], ...]:
+    from connectors.his import SourceError
+    from quality.catalog import CatalogError
+    from warehouse import WarehouseError
+
+    return (*EXPECTED_ERRORS, WarehouseError, SourceError, CatalogError)
+
+
+def _progress(prefix: str) -> Callable[[str], None]:
+    """Progress lines: overwritten in place on a terminal, one per line otherwise."""
+    tty = sys.stderr.isatty()
+
+    def show(message: str) -> None:
+        if tty:
+            click.echo(f"\r\033[K{prefix} {message[:150]}", nl=False, err=True)
+        else:
+            click.echo(f"{prefix} {message}", err=True)
+
+    return show
+
+
+def _done(message: str) -> None:
+    if sys.stderr.isatty():
+        click.echo("\r\033[K", nl=False, err=True)
+    click.echo(message)
+
+
+class Context:
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._config: PlatformConfig | None = None
+
+    @property
+    def config(self) -> PlatformConfig:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+def _day(value: str | None, config: PlatformConfig) -> date:
+    if not value:
+        return stages.today(config)
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD") from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="HUTONG_CONFIG", help="Platform file (default: config/county.yaml).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """Hutong (互通): regional health-information interoperability platform.
+
+    Stages, in order: synth → ingest → transform → quality → export. `run` does them all; `demo` does them all on
+    the synthetic county through Dagster and says where to look.
+    """
+    ctx.obj = Context(config_path)
+
+
+@cli.command()
+@click.pass_obj
+def init(obj: Context) -> None:
+    """Create the warehouse schemas and core tables."""
+    stages.init(obj.config)
+    _done(f"warehouse ready: {stages.warehouse(obj.config).target.display}")
+
+
+@cli.command()
+@click.option("--size", default=None, help="tiny / demo / medium / county (default: the config's synthetic.size).")
+@click.option("--seed", type=int, default=None, help="Random seed (same seed → identical output).")
+@click.option("--force", is_flag=True, help="Regenerate even if the same size and seed were generated already.")
+@click.pass_obj
+def synth(obj: Context, size: str | None, seed: int | None, force: bool) -> None:
+    """Generate the synthetic county's source systems and ground truth."""
+    settings = obj.config.synthetic or {"size": "demo", "seed": 20261124}
+    size, seed = size or settings["size"], seed if seed is not None else settings["seed"]
+    started = time.monotonic()
+    result = stages.synth(obj.config, size, seed, force=force, progress=_progress("synth"))
+    if result.skipped:
+        _done(f"synthetic sources ({size}, seed {seed}) already in {result.out_dir}/sources; use --force to rebuild")
+    else:
+        _done(
+            f"synthetic county ({size}, seed {seed}) written to {result.out_dir} in {time.monotonic() - started:.1f}s"
+        )
+
+
+@cli.command()
+@click.option("--full", is_flag=True, help="Ignore watermarks and re-read everything (adds nothing already landed).")
+@click.pass_obj
+def ingest(obj: Context, full: bool) -> None:
+    """Pull every institution's HIS into raw."""
+    summaries = stages.ingest_his(obj.config, full=full, progress=_progress("ingest"))
+    failed = [s for s in summaries if s.error]
+    _done(
+        f"ingested {len(summaries) - len(failed)}/{len(summaries)} institutions: "
+        f"{sum(s.rows_in for s in summaries)} rows read, {sum(s.rows_loaded for s in summaries)} new, "
+        f"{sum(s.rows_quarantined for s in summaries)} quarantined"
+    )
+    for s in failed:
+        click.echo(f"  failed: {s.error}", err=True)
+
+
+@cli.command()
+@click.option("--select", default=None, help="dbt node selection (default: everything).")
+@click.pass_obj
+def transform(obj: Context, select: str | None) -> None:
+    """Build the dbt models (staging → cdr) and run their tests."""
+    output = stages.transform(obj.config, select=select, progress=_progress("dbt"))
+    summary = [ln for ln in output.splitlines() if "Done." in ln]
+    _done(f"dbt build finished: {summary[-1].split('Done.')[-1].strip() if summary else 'ok'}")
+
+
+@cli.command()
+@click.option("--day", default=None, help="Quality run day (YYYY-MM-DD, default today).")
+@click.pass_obj
+def quality(obj: Context, day: str | None) -> None:
+    """Run the quality rule catalog per institution and write the report."""
+    outcomes, report = stages.check_quality(obj.config, _day(day, obj.config))
+    evaluated, failed = sum(o.evaluated for o in outcomes), sum(o.failed for o in outcomes)
+    _done(f"{len(outcomes)} rule results, {failed} failing of {evaluated} evaluated; report: {report}")
+
+
+@cli.command()
+@click.option("--day", default=None, help="Period to export (YYYY-MM-DD, default today).")
+@click.pass_obj
+def export(obj: Context, day: str | None) -> None:
+    """Write the quality-gated, masked encounter CSV feed."""
+    deliveries = stages.export(obj.config, _day(day, obj.config))
+    records = sum(d.record_count for d in deliveries)
+    held = sum(d.held_back for d in deliveries)
+    folder = deliveries[0].path.parent if deliveries else stages.exports_dir(obj.config)
+    _done(f"exported {records} records in {len(deliveries)} files to {folder} ({held} held back by the quality gate)")
+
+
+@cli.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run every stage in order without Dagster (ingest, transform, quality, export)."""
+    for command in (ingest, transform, quality, export):
+        ctx.invoke(command)
+
+
+@cli.command()
+@click.pass_obj
+def demo(obj: Context) -> None:
+    """Generate the synthetic county and run the whole platform through Dagster; print where to look."""
+    from pipelines.demo import run_demo
+
+    for line in run_demo(obj.config, progress=_progress("demo")):
+        _done(line)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console entry point: expected failures become one line on stderr and exit status 1."""
+    try:
+        return cli.main(args=argv, prog_name="hutong", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        return sys.exit(exc.exit_code)
+    except _expected_errors() as exc:
+        message = str(exc).strip() or type(exc).__name__
+        click.echo(f"hutong: error: {message}", err=True)
+        return sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The platform's stages as plain functions over a PlatformConfig; the CLI and the Dagster assets both call these."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hutong.config import PlatformConfig
+from hutong.dbt_runner import run_dbt
+from warehouse import Warehouse, ensure_core
+
+Progress = Callable[[str], None]
+
+
+def today(config: PlatformConfig) -> date:
+    """The current day in the platform's time zone (the default partition)."""
+    from datetime import datetime
+
+    return datetime.now(ZoneInfo(config.timezone)).date()
+
+
+def reports_dir(config: PlatformConfig) -> Path:
+    return config.data_dir / "reports"
+
+
+def exports_dir(config: PlatformConfig) -> Path:
+    return config.data_dir / "exports"
+
+
+def warehouse(config: PlatformConfig, read_only: bool = False) -> Warehouse:
+    return Warehouse(config.warehouse_url, read_only=read_only)
+
+
+def init(config: PlatformConfig) -> None:
+    """Create the warehouse schemas and core tables (safe to repeat)."""
+    with warehouse(config) as wh:
+        ensure_core(wh)
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    out_dir: Path
+    skipped: bool
+    summary: Any = None
+
+
+def synth(
+    config: PlatformConfig, size: str, seed: int, *, force: bool = False, progress: Progress | None = None
+) -> SynthResult:
+    """Generate the synthetic county's sources, unless the same size/seed/config already produced them."""
+    import synthetic
+
+    out_dir = config.data_dir
+    stamp = out_dir / "sources" / ".synthetic.json"
+    config_hash = hashlib.sha256(config.path.read_bytes()).hexdigest()
+    wanted = {"size": size, "seed": seed, "config_sha256": config_hash}
+    if not force and stamp.is_file() and json.loads(stamp.read_text()) == wanted:
+        return SynthResult(out_dir, skipped=True)
+    summary = synthetic.generate(config, size=size, out_dir=out_dir, seed=seed, progress=progress)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(wanted))
+    return SynthResult(out_dir, skipped=False, summary=summary)
+
+
+def ingest_his(config: PlatformConfig, *, full: bool = False, progress: Progress | None = None) -> list[Any]:
+    """Pull every institution's HIS into raw (incremental from watermarks unless `full`)."""
+    from connectors.his import ingest_all
+
+    with warehouse(config) as wh:
+        return ingest_all(wh, config.with_source("his"), full=full, progress=progress)
+
+
+def transform(config: PlatformConfig, *, select: str | None = None, progress: Progress | None = None) -> str:
+    """dbt build (seeds, staging, cdr and their tests) on the configured warehouse."""
+    init(config)  # dbt sources over mpi/ops must exist
+    args = ["build"] + (["--select", select] if select else [])
+    return run_dbt(args, config.warehouse_url, progress=progress)
+
+
+def check_quality(config: PlatformConfig, day: date) -> tuple[list[Any], Path]:
+    """Run the rule catalog for every institution and write the HTML report; returns outcomes and report path."""
+    from quality.report import render_report
+    from quality.runner import run_rules
+
+    orgs = [i.org_code for i in config.institutions]
+    with warehouse(config) as wh:
+        outcomes = run_rules(wh, orgs, day)
+        path = render_report(
+            wh, [(i.org_code, i.name) for i in config.institutions], day, reports_dir(config), config.name
+        )
+    return outcomes, path
+
+
+def export(config: PlatformConfig, day: date) -> list[Any]:
+    """Write the encounter CSV feed for every institution (quality-gated, masked)."""
+    from marts.export_csv import export_encounters
+
+    with warehouse(config) as wh:
+        return export_encounters(wh, [i.org_code for i in config.institutions], day, exports_dir(config))

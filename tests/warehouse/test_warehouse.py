@@ -1,0 +1,139 @@
+"""Warehouse layer on DuckDB and PostgreSQL: URLs, DDL, bulk load, raw append semantics, transactions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+import pytest
+
+from warehouse import Warehouse, WarehouseError, append_raw, ensure_core, parse_url
+from warehouse.ddl import contracts
+
+
+def test_parse_url_variants(tmp_path):
+    duck = parse_url(f"duckdb:///{tmp_path}/w.duckdb")
+    assert duck.dialect == "duckdb" and duck.path == tmp_path / "w.duckdb"
+    pg = parse_url("postgresql://alice:s3cret@db.example:6543/hutong")
+    assert (pg.dialect, pg.host, pg.port, pg.user, pg.password, pg.database) == (
+        "postgres", "db.example", 6543, "alice", "s3cret", "hutong")  # fmt: skip
+    assert "s3cret" not in pg.display
+    with pytest.raises(WarehouseError, match="not supported"):
+        parse_url("mysql://root@localhost/x")
+    with pytest.raises(WarehouseError, match="names no database"):
+        parse_url("postgresql://postgres@127.0.0.1:5432")
+
+
+def test_unreachable_postgres_gives_one_clear_line():
+    with pytest.raises(WarehouseError) as info, Warehouse("postgresql://postgres@127.0.0.1:1/nope"):
+        pass
+    assert "cannot reach PostgreSQL warehouse" in str(info.value)
+    assert "HUTONG_WAREHOUSE_URL" in str(info.value)
+
+
+def test_core_tables_created_idempotently(warehouse_url):
+    with Warehouse(warehouse_url) as wh:
+        ensure_core(wh)
+        ensure_core(wh)
+        for qualified, spec in contracts()["tables"].items():
+            assert wh.columns(qualified) == list(spec["columns"]), qualified
+
+
+def test_bulk_load_round_trips_awkward_values(warehouse_url):
+    frame = pl.DataFrame(
+        {
+            "quarantine_id": ["q1", "q2", "q3"],
+            "message": ['引号 "quoted", comma', "", None],
+            "origin": ["line1\nline2", "\\N", "tab\there"],
+            "original": pl.Series([b"\x00\xff\x1f", b"", None], dtype=pl.Binary),
+            "quarantined_at": pl.Series([datetime(2026, 11, 24, 0, 0, 1), None, datetime(1999, 1, 1)]),
+        }
+    )
+    with Warehouse(warehouse_url) as wh:
+        ensure_core(wh)
+        assert wh.load("ops.quarantine", frame) == 3
+        back = wh.query_df(
+            "SELECT quarantine_id, message, origin, original, quarantined_at FROM ops.quarantine ORDER BY 1"
+        )
+    assert back["message"].to_list() == ['引号 "quoted", comma', "", None]
+    assert back["origin"].to_list() == ["line1\nline2", "\\N", "tab\there"]
+    assert [None if v is None else bytes(v) for v in back["original"].to_list()] == [b"\x00\xff\x1f", b"", None]
+    assert back["quarantined_at"].to_list() == frame["quarantined_at"].to_list()
+
+
+def _batch(names: list[str | None], deleted: list[bool], updated: list[datetime | None]) -> pl.DataFrame:
+    n = len(names)
+    return pl.DataFrame(
+        {
+            "patient_id": [str(i) for i in range(n)],
+            "name": names,
+            "_org_code": ["ORG"] * n,
+            "_source_system": ["HIS-A"] * n,
+            "_source_key": [f"T:{i}" for i in range(n)],
+            "_source_updated_at": pl.Series(updated, dtype=pl.Datetime("us")),
+            "_deleted": deleted,
+            "_origin": [f"HIS-A:T#{i}" for i in range(n)],
+        }
+    )
+
+
+def test_append_raw_dedupes_and_sets_operation(warehouse_url):
+    t0, t1 = datetime(2026, 10, 1, 8), datetime(2026, 10, 2, 8)
+    first = _batch(["张三", "李四", None], [False, False, False], [t0, t0, None])
+    with Warehouse(warehouse_url) as wh:
+        ensure_core(wh)
+        assert append_raw(wh, "his_patient", first, "b1", t0).rows_loaded == 3
+        again = append_raw(wh, "his_patient", first, "b2", t1)
+        assert (again.rows_loaded, again.rows_unchanged) == (0, 3)
+        changed = _batch(["张三", "李四改", None], [False, False, True], [t0, t1, t1])
+        assert append_raw(wh, "his_patient", changed, "b3", t1).rows_loaded == 2
+        rows = wh.query("SELECT _source_key, name, _op, _batch_id FROM raw.his_patient ORDER BY _batch_id, _source_key")
+        hashes = wh.query("SELECT count(DISTINCT _record_hash), count(*) FROM raw.his_patient")
+    assert rows == [
+        ("T:0", "张三", "I", "b1"), ("T:1", "李四", "I", "b1"), ("T:2", None, "I", "b1"),
+        ("T:1", "李四改", "U", "b3"), ("T:2", None, "D", "b3"),
+    ]  # fmt: skip
+    assert hashes == [(5, 5)]
+
+
+def test_raw_hash_is_the_same_on_both_warehouses(tmp_path, pg_url):
+    batch = _batch(["王五", None], [False, True], [datetime(2026, 1, 2, 3, 4, 5), None])
+    hashes = []
+    for url in (f"duckdb:///{tmp_path}/w.duckdb", pg_url):
+        with Warehouse(url) as wh:
+            ensure_core(wh)
+            append_raw(wh, "his_patient", batch, "b", datetime(2026, 1, 3))
+            hashes.append(wh.query("SELECT _record_hash FROM raw.his_patient ORDER BY _source_key"))
+    assert hashes[0] == hashes[1]
+
+
+def test_raw_table_grows_new_payload_columns(warehouse_url):
+    with Warehouse(warehouse_url) as wh:
+        ensure_core(wh)
+        append_raw(wh, "his_patient", _batch(["甲"], [False], [None]), "b1", datetime(2026, 1, 1))
+        wider = _batch(["甲"], [False], [None]).with_columns(pl.lit("13800000000").alias("phone"))
+        assert append_raw(wh, "his_patient", wider, "b2", datetime(2026, 1, 1)).rows_loaded == 1
+        assert "phone" in wh.columns("raw.his_patient")
+
+
+def test_transaction_rolls_back_on_error(warehouse_url):
+    with Warehouse(warehouse_url) as wh:
+        ensure_core(wh)
+        with pytest.raises(RuntimeError), wh.transaction():
+            wh.execute("INSERT INTO ops.watermark (org_code, source_system, source_table) VALUES ('o', 's', 't')")
+            raise RuntimeError("boom")
+        assert wh.count("ops.watermark") == 0
+
+
+def test_question_mark_inside_literal_is_not_a_parameter(warehouse_url):
+    with Warehouse(warehouse_url) as wh:
+        assert wh.query("SELECT '?' || ?, '100%'", ["x"]) == [("?x", "100%")]
+
+
+def test_iter_batches_streams_everything(warehouse_url):
+    with Warehouse(warehouse_url) as wh:
+        ensure_core(wh)
+        wh.load("ops.watermark", pl.DataFrame({"org_code": [str(i) for i in range(25)], "source_system": "s",
+                                               "source_table": "t"}))  # fmt: skip
+        sizes = [b.height for b in wh.iter_batches("SELECT * FROM ops.watermark", size=10)]
+    assert sizes == [10, 10, 5]
