@@ -21,7 +21,7 @@ VENDOR_B_DDL = [
     "id_card_type VARCHAR(2), id_card_no VARCHAR(20), mobile VARCHAR(20), address VARCHAR(200), nation VARCHAR(2), "
     "marriage VARCHAR(1), insurance VARCHAR(2), last_modified DATETIME, is_deleted VARCHAR(1))",
     "CREATE TABLE visit (visit_id VARCHAR(20), patient_id VARCHAR(20), visit_type VARCHAR(2), visit_time DATETIME, "
-    "discharge_time DATETIME, dept_code VARCHAR(10), dept_name VARCHAR(50), doctor_code VARCHAR(10), "
+    "discharge_time DATETIME, dept_code VARCHAR(10), dept_name VARCHAR(50), doctor_id VARCHAR(10), "
     "bed_no VARCHAR(10), admit_source VARCHAR(2), discharge_disposition VARCHAR(2), diag_code VARCHAR(20), "
     "diag_name VARCHAR(100), last_modified DATETIME, is_deleted VARCHAR(1))",
 ]
@@ -66,11 +66,11 @@ def vendor_b_patients() -> list[dict[str, Any]]:
 def vendor_b_visits() -> list[dict[str, Any]]:
     return [
         {"visit_id": "V1", "patient_id": "B0001", "visit_type": "IP", "visit_time": "2026-10-05 10:00:00",
-         "discharge_time": "2026-10-09 10:00:00", "dept_code": "03", "dept_name": "外科", "doctor_code": "D9",
+         "discharge_time": "2026-10-09 10:00:00", "dept_code": "03", "dept_name": "外科", "doctor_id": "D9",
          "bed_no": "12", "admit_source": "2", "discharge_disposition": "1", "diag_code": "K35.8",
          "diag_name": "急性阑尾炎", "last_modified": "2026-10-09 11:00:00", "is_deleted": "0"},
         {"visit_id": "V2", "patient_id": "B0009", "visit_type": "OP", "visit_time": "2026-10-06 08:30:00",
-         "discharge_time": None, "dept_code": "01", "dept_name": "全科", "doctor_code": "D1", "bed_no": None,
+         "discharge_time": None, "dept_code": "01", "dept_name": "全科", "doctor_id": "D1", "bed_no": None,
          "admit_source": None, "discharge_disposition": None, "diag_code": "J06.9", "diag_name": "上呼吸道感染",
          "last_modified": "2026-10-06 08:30:00", "is_deleted": "0"},
     ]  # fmt: skip
