@@ -1,6 +1,7 @@
-"""Dagster Definitions for Hutong: sources → raw → dbt (staging, cdr) → quality → export feeds."""
+"""Dagster Definitions for Hutong: sources → raw → dbt (staging, cdr) → quality → export feeds.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: Dagster inspects the real annotation types.
+"""
 
 import os
 from collections.abc import Iterator, Mapping
