@@ -1,0 +1,104 @@
+"""The synthetic county: realistic source systems with ground truth and labelled defects."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from synthetic.his import HisCounts, Truth, generate_institution, plan_institutions
+from synthetic.population import generate_population
+
+HERE = Path(__file__).parent
+PERSON_FIELDS = ["person_id", "household_id", "name", "sex", "birth_date", "id_no", "township_code", "township_name",
+                 "address", "phone", "ethnicity", "marital", "insurance", "twin_of"]  # fmt: skip
+
+
+@dataclass
+class GenerationSummary:
+    """What `generate` wrote."""
+
+    size: str
+    seed: int
+    out_dir: Path
+    truth_dir: Path
+    persons: int = 0
+    start: date | None = None
+    end: date | None = None
+    his: dict[str, HisCounts] = field(default_factory=dict)
+
+    @property
+    def records(self) -> int:
+        return self.persons + sum(c.patients + c.outpatient + c.inpatient for c in self.his.values())
+
+
+def load_sizes() -> dict[str, Any]:
+    return yaml.safe_load((HERE / "sizes.yaml").read_text(encoding="utf-8"))
+
+
+def load_profiles() -> dict[str, Any]:
+    return yaml.safe_load((HERE / "profiles.yaml").read_text(encoding="utf-8"))
+
+
+def generate(
+    config: Any,
+    size: str = "demo",
+    out_dir: Path | None = None,
+    seed: int = 20261124,
+    his_url_template: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> GenerationSummary:
+    """Generate the county's residents and every institution's HIS in its vendor schema, plus ground truth.
+
+    HIS go to `{out_dir}/sources/{org_code}/his.sqlite`, or to `his_url_template` formatted with the
+    institution's `org_code`/`short` (e.g. "mysql+pymysql://root@127.0.0.1:3306/his_{short}").
+    Truth goes to `{out_dir}/truth/`: persons.csv, source_records.csv, defects.csv.
+    """
+    sizes = load_sizes()
+    if size not in sizes["sizes"]:
+        raise ValueError(f"unknown synthetic size {size!r}; choose one of {', '.join(sizes['sizes'])}")
+    spec = sizes["sizes"][size]
+    end = date.fromisoformat(sizes["end_date"])
+    start = end - timedelta(days=int(spec["days"]) - 1)
+    out_dir = Path(out_dir or config.data_dir)
+    truth_dir = out_dir / "truth"
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    summary = GenerationSummary(size, seed, out_dir, truth_dir, start=start, end=end)
+    if progress:
+        progress(f"population of {spec['persons']} residents")
+    people = generate_population(config.county, int(spec["persons"]), seed, end)
+    summary.persons = len(people)
+    with (truth_dir / "persons.csv").open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(PERSON_FIELDS)
+        for p in people:
+            writer.writerow([getattr(p, f) for f in PERSON_FIELDS])
+    profiles = load_profiles()
+    plans = plan_institutions(config, people, int(spec["days"]), profiles, end)
+    from synthetic.writers import TableWriter
+
+    with (
+        (truth_dir / "source_records.csv").open("w", encoding="utf-8", newline="") as rec_handle,
+        (truth_dir / "defects.csv").open("w", encoding="utf-8", newline="") as def_handle,
+    ):
+        records, defects = csv.writer(rec_handle), csv.writer(def_handle)
+        records.writerow(["org_code", "source_system", "entity", "source_table", "local_key", "person_id"])
+        defects.writerow(["org_code", "source_kind", "source_table", "local_key", "defect_type", "field",
+                          "expected_rule"])  # fmt: skip
+        truth = Truth(records=records.writerows, defects=defects.writerows)
+        for index, plan in enumerate(plans):
+            if his_url_template:
+                target = his_url_template.format(org_code=plan.org_code, short=plan.short.lower())
+            else:
+                target = f"sqlite:///{out_dir / 'sources' / plan.org_code / 'his.sqlite'}"
+            if progress:
+                progress(f"HIS {plan.short} ({index + 1}/{len(plans)})")
+            summary.his[plan.org_code] = generate_institution(
+                plan, TableWriter(target), truth, profiles["care"], start, end, seed * 1009 + index
+            )
+    return summary

@@ -1,0 +1,34 @@
+"""DDL of the two synthetic HIS vendor schemas (the tables `connectors/his_vendors/*.yaml` map)."""
+
+from __future__ import annotations
+
+VENDOR_A: dict[str, str] = {
+    "GY_BRXX": "BRID VARCHAR(20), BRXM VARCHAR(50), XB VARCHAR(4), CSRQ VARCHAR(8), ZJLX VARCHAR(2), "
+    "ZJHM VARCHAR(20), LXDH VARCHAR(20), JTDZ VARCHAR(200), MZ VARCHAR(20), HYZK VARCHAR(10), YBLX VARCHAR(20), "
+    "GXSJ VARCHAR(19), ZFBZ VARCHAR(1)",
+    "MZ_GHXX": "GHID VARCHAR(20), BRID VARCHAR(20), JZLX VARCHAR(2), GHSJ VARCHAR(19), KSDM VARCHAR(10), "
+    "KSMC VARCHAR(50), YSGH VARCHAR(10), ZDDM VARCHAR(20), ZDMC VARCHAR(100), GXSJ VARCHAR(19), ZFBZ VARCHAR(1)",
+    "ZY_BAXX": "ZYH VARCHAR(20), BRID VARCHAR(20), RYSJ VARCHAR(19), CYSJ VARCHAR(19), RYKS VARCHAR(10), "
+    "RYKSMC VARCHAR(50), ZZYS VARCHAR(10), CWH VARCHAR(10), RYTJ VARCHAR(20), LYFS VARCHAR(20), ZDDM VARCHAR(20), "
+    "ZDMC VARCHAR(100), GXSJ VARCHAR(19), ZFBZ VARCHAR(1)",
+    "GY_DMZD": "DMLB VARCHAR(10), DMZ VARCHAR(20), DMMC VARCHAR(100)",
+}
+VENDOR_B: dict[str, str] = {
+    "patient": "patient_id VARCHAR(20), patient_name VARCHAR(50), gender VARCHAR(1), birthday DATE, "
+    "id_card_type VARCHAR(2), id_card_no VARCHAR(20), mobile VARCHAR(20), address VARCHAR(200), nation VARCHAR(2), "
+    "marriage VARCHAR(1), insurance VARCHAR(2), last_modified DATETIME, is_deleted VARCHAR(1)",
+    "visit": "visit_id VARCHAR(20), patient_id VARCHAR(20), visit_type VARCHAR(2), visit_time DATETIME, "
+    "discharge_time DATETIME, dept_code VARCHAR(10), dept_name VARCHAR(50), doctor_id VARCHAR(10), "
+    "bed_no VARCHAR(10), admit_source VARCHAR(2), discharge_disposition VARCHAR(2), diag_code VARCHAR(20), "
+    "diag_name VARCHAR(100), last_modified DATETIME, is_deleted VARCHAR(1)",
+    "code_dict": "category VARCHAR(20), code VARCHAR(20), name VARCHAR(100)",
+}
+SCHEMAS = {"vendor_a": VENDOR_A, "vendor_b": VENDOR_B}
+
+
+def columns(vendor: str, table: str) -> list[str]:
+    return [part.strip().split()[0] for part in SCHEMAS[vendor][table].split(",")]
+
+
+def create_statements(vendor: str) -> list[str]:
+    return [f"CREATE TABLE {name} ({cols})" for name, cols in SCHEMAS[vendor].items()]

@@ -1,0 +1,124 @@
+"""The county's residents: names, sex, birth dates (age pyramid), 身份证号, households, addresses, phones."""
+
+from __future__ import annotations
+
+import csv
+import random
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from synthetic.identity import make_id
+
+DATA = Path(__file__).with_name("data")
+# (lowest age, highest age, share) — shaped on the 2020 census pyramid of a central-China county
+AGE_BANDS = ((0, 14, 0.17), (15, 29, 0.15), (30, 44, 0.20), (45, 59, 0.25), (60, 74, 0.17), (75, 95, 0.06))
+HUI_TOWNSHIP_SHARE = 0.35  # share of 回族 residents in 金寨回族乡
+
+
+@dataclass(frozen=True)
+class Person:
+    person_id: str
+    household_id: str
+    name: str
+    sex: str  # GB/T 2261.1: 1 男, 2 女
+    birth_date: date
+    id_no: str
+    township_code: str
+    township_name: str
+    address: str
+    phone: str
+    ethnicity: str  # GB 3304 code
+    marital: str  # GB/T 2261.2 code
+    insurance: str  # 医疗付费方式 code
+    twin_of: str = ""
+
+
+@cache
+def _surnames() -> tuple[list[str], list[float]]:
+    with (DATA / "surnames.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return [r["surname"] for r in rows], [float(r["weight"]) for r in rows]
+
+
+@cache
+def given_chars() -> dict:
+    return yaml.safe_load((DATA / "given_chars.yaml").read_text(encoding="utf-8"))
+
+
+def _given(rng: random.Random, sex: str) -> str:
+    chars = given_chars()["male" if sex == "1" else "female"]
+    return "".join(rng.choice(chars) for _ in range(1 if rng.random() < 0.3 else 2))
+
+
+def _birth(rng: random.Random, end: date) -> date:
+    low, high, _ = rng.choices(AGE_BANDS, weights=[b[2] for b in AGE_BANDS])[0]
+    age_days = rng.randint(low * 365, high * 365 + 364)
+    return end - timedelta(days=age_days)
+
+
+def _phone(rng: random.Random) -> str:
+    return rng.choice(("13", "15", "17", "18", "19")) + f"{rng.randrange(10**9):09d}"
+
+
+def generate_population(county: dict, persons: int, seed: int, end: date) -> list[Person]:
+    """`persons` residents spread over the county's townships, deterministic for a seed."""
+    rng = random.Random(seed)
+    surnames, weights = _surnames()
+    townships = county["townships"]
+    area = str(county["division_code"])
+    used_ids: set[str] = set()
+    people: list[Person] = []
+    household = 0
+    while len(people) < persons:
+        household += 1
+        town = rng.choice(townships)
+        village = rng.randint(1, 30)
+        county_prefix = f"{county.get('province', '')}{county.get('city', '')}{county['name']}"
+        address = f"{county_prefix}{town['name']}{village}村{rng.randint(1, 200)}号"
+        surname = rng.choices(surnames, weights=weights)[0]
+        hui = town["name"].endswith("回族乡") and rng.random() < HUI_TOWNSHIP_SHARE
+        members = rng.choices((1, 2, 3, 4, 5), weights=(15, 30, 25, 20, 10))[0]
+        twin_next = rng.random() < 0.01
+        previous: Person | None = None
+        for m in range(members):
+            if len(people) >= persons:
+                break
+            if twin_next and previous is not None and m == 1:
+                sex, birth, twin_of = previous.sex, previous.birth_date, previous.person_id
+            else:
+                sex, birth, twin_of = rng.choice("12"), _birth(rng, end), ""
+            while True:
+                seq = rng.randrange(1 if sex == "1" else 2, 1000, 2)
+                id_no = make_id(area, birth, seq)
+                if id_no not in used_ids:
+                    used_ids.add(id_no)
+                    break
+            age = (end - birth).days // 365
+            marital = (
+                "10"
+                if age < 22
+                else rng.choices(("20", "30", "40", "10"), weights=(85, 5 if age < 60 else 20, 4, 6))[0]
+            )
+            person = Person(
+                person_id=f"P{len(people) + 1:08d}",
+                household_id=f"H{household:07d}",
+                name=surname + _given(rng, sex),
+                sex=sex,
+                birth_date=birth,
+                id_no=id_no,
+                township_code=town["code"],
+                township_name=town["name"],
+                address=address,
+                phone=_phone(rng),
+                ethnicity="03" if hui else ("01" if rng.random() < 0.995 else rng.choice(("02", "04", "11"))),
+                marital=marital,
+                insurance=rng.choices(("03", "02", "01", "07"), weights=(55, 20, 20, 5))[0],
+                twin_of=twin_of,
+            )
+            people.append(person)
+            previous = person
+    return people
