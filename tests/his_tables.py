@@ -6,25 +6,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-VENDOR_A_DDL = [
-    "CREATE TABLE GY_BRXX (BRID VARCHAR(20), BRXM VARCHAR(50), XB VARCHAR(4), CSRQ VARCHAR(8), ZJLX VARCHAR(2), "
-    "ZJHM VARCHAR(20), LXDH VARCHAR(20), JTDZ VARCHAR(200), MZ VARCHAR(20), HYZK VARCHAR(10), YBLX VARCHAR(20), "
-    "GXSJ VARCHAR(19), ZFBZ VARCHAR(1))",
-    "CREATE TABLE MZ_GHXX (GHID VARCHAR(20), BRID VARCHAR(20), JZLX VARCHAR(2), GHSJ VARCHAR(19), KSDM VARCHAR(10), "
-    "KSMC VARCHAR(50), YSGH VARCHAR(10), ZDDM VARCHAR(20), ZDMC VARCHAR(100), GXSJ VARCHAR(19), ZFBZ VARCHAR(1))",
-    "CREATE TABLE ZY_BAXX (ZYH VARCHAR(20), BRID VARCHAR(20), RYSJ VARCHAR(19), CYSJ VARCHAR(19), RYKS VARCHAR(10), "
-    "RYKSMC VARCHAR(50), ZZYS VARCHAR(10), CWH VARCHAR(10), RYTJ VARCHAR(20), LYFS VARCHAR(20), ZDDM VARCHAR(20), "
-    "ZDMC VARCHAR(100), GXSJ VARCHAR(19), ZFBZ VARCHAR(1))",
-]
-VENDOR_B_DDL = [
-    "CREATE TABLE patient (patient_id VARCHAR(20), patient_name VARCHAR(50), gender VARCHAR(1), birthday DATE, "
-    "id_card_type VARCHAR(2), id_card_no VARCHAR(20), mobile VARCHAR(20), address VARCHAR(200), nation VARCHAR(2), "
-    "marriage VARCHAR(1), insurance VARCHAR(2), last_modified DATETIME, is_deleted VARCHAR(1))",
-    "CREATE TABLE visit (visit_id VARCHAR(20), patient_id VARCHAR(20), visit_type VARCHAR(2), visit_time DATETIME, "
-    "discharge_time DATETIME, dept_code VARCHAR(10), dept_name VARCHAR(50), doctor_id VARCHAR(10), "
-    "bed_no VARCHAR(10), admit_source VARCHAR(2), discharge_disposition VARCHAR(2), diag_code VARCHAR(20), "
-    "diag_name VARCHAR(100), last_modified DATETIME, is_deleted VARCHAR(1))",
-]
+from synthetic.his_schema import create_statements
 
 
 def vendor_a_patients() -> list[dict[str, Any]]:
@@ -80,13 +62,12 @@ def write_tables(url: str, vendor: str) -> None:
     """(Re)create one vendor's tables at a SQLAlchemy URL and fill them."""
     engine = create_engine(url)
     if vendor == "vendor_a":
-        ddl, data = VENDOR_A_DDL, {"GY_BRXX": vendor_a_patients(), "MZ_GHXX": vendor_a_visits(), "ZY_BAXX": []}
+        data = {"GY_BRXX": vendor_a_patients(), "MZ_GHXX": vendor_a_visits(), "ZY_BAXX": []}
     else:
-        ddl, data = VENDOR_B_DDL, {"patient": vendor_b_patients(), "visit": vendor_b_visits()}
+        data = {"patient": vendor_b_patients(), "visit": vendor_b_visits()}
     with engine.begin() as conn:
-        for table in data:
-            conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
-        for statement in ddl:
+        for statement in create_statements(vendor):
+            conn.execute(text(f"DROP TABLE IF EXISTS {statement.split()[2]}"))
             conn.execute(text(statement))
         for table, rows in data.items():
             if rows:
