@@ -43,6 +43,16 @@ def init(config: PlatformConfig) -> None:
         ensure_core(wh)
 
 
+WAREHOUSE_SCHEMAS = ("raw", "ops", "mpi", "quality", "feeds", "staging", "cdr", "terminology")
+
+
+def reset_warehouse(config: PlatformConfig) -> None:
+    """Drop every Hutong schema (used when the synthetic sources are regenerated)."""
+    with warehouse(config) as wh:
+        for schema in WAREHOUSE_SCHEMAS:
+            wh.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
 @dataclass(frozen=True)
 class SynthResult:
     out_dir: Path
@@ -63,6 +73,8 @@ def synth(
     if not force and stamp.is_file() and json.loads(stamp.read_text()) == wanted:
         return SynthResult(out_dir, skipped=True)
     summary = synthetic.generate(config, size=size, out_dir=out_dir, seed=seed, progress=progress)
+    # A regenerated county is a new world: warehouse contents and watermarks of the old one no longer apply.
+    reset_warehouse(config)
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(json.dumps(wanted))
     return SynthResult(out_dir, skipped=False, summary=summary)

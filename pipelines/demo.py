@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from dagster import DagsterInstance
 
@@ -22,6 +23,14 @@ def dagster_home(config: PlatformConfig) -> str:
     return str(home)
 
 
+def _root_cause(event: Any) -> str:
+    """The innermost error message of a failed step (not Dagster's wrapper)."""
+    error = event.event_specific_data.error
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip().splitlines()[0]
+
+
 def run_demo(config: PlatformConfig, progress: Callable[[str], None] | None = None) -> list[str]:
     """Materialise every asset of the `hutong_slice` job; return the lines telling the user where outputs are."""
     os.environ["DAGSTER_HOME"] = dagster_home(config)
@@ -35,11 +44,7 @@ def run_demo(config: PlatformConfig, progress: Callable[[str], None] | None = No
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
     if not result.success:
-        failures = [
-            f"{event.step_key}: {event.event_specific_data.error.message.strip().splitlines()[0]}"  # type: ignore[union-attr]
-            for event in result.all_events
-            if event.is_step_failure
-        ]
+        failures = [f"{event.step_key}: {_root_cause(event)}" for event in result.all_events if event.is_step_failure]
         raise RuntimeError("demo run failed: " + "; ".join(failures or ["see the Dagster UI"]))
     day = stages.today(config)
     with stages.warehouse(config, read_only=True) as wh:

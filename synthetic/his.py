@@ -207,10 +207,10 @@ def generate_institution(
             table = "MZ_GHXX" if vendor == "vendor_a" else "visit"
             pid = local_id(person, at)
             start_value: datetime | None = at
-            if rng.random() < rates["missing_required"]:
+            deleted = "1" if rng.random() < care["cancelled_registration"] else "0"
+            if deleted == "0" and rng.random() < rates["missing_required"]:  # cancelled rows are not judged
                 start_value = None
                 label(table, key, "missing_required", "GHSJ" if vendor == "vendor_a" else "visit_time")
-            deleted = "1" if rng.random() < care["cancelled_registration"] else "0"
             updated = update_time(at, table, key)
             doctor = f"D{rng.randint(1, max(1, plan.physicians)):04d}"
             if vendor == "vendor_a":
@@ -227,6 +227,8 @@ def generate_institution(
                 visits.append(dup_row)
                 records.append([plan.org_code, system, "encounter", table, dup, person.person_id])
                 label(table, dup, "duplicate_record", table)
+                if start_value is None:  # the copy carries the original's missing time too
+                    label(table, dup, "missing_required", "GHSJ" if vendor == "vendor_a" else "visit_time")
         if ip_depts:
             for _ in range(_poisson_count(rng, ip_per_day)):
                 person = plan.pool.sample(rng)
