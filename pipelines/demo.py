@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import redirect_stdout
 from typing import Any
 
 from dagster import DagsterInstance
@@ -37,7 +38,11 @@ def run_demo(config: PlatformConfig, progress: Callable[[str], None] | None = No
     if progress:
         progress("loading Dagster definitions (dbt parse on first run)")
     job = build_definitions(config).resolve_job_def("hutong_slice")
-    with DagsterInstance.get() as instance:
+    log_path = config.data_dir / "logs" / "demo.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    if progress:
+        progress(f"running the hutong_slice job (step output in {log_path})")
+    with DagsterInstance.get() as instance, log_path.open("w", encoding="utf-8") as log, redirect_stdout(log):
         result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,
@@ -61,6 +66,7 @@ def run_demo(config: PlatformConfig, progress: Callable[[str], None] | None = No
         f"{encounters} cdr encounters, {quarantined} quarantined)",
         f"  quality report {stages.reports_dir(config) / f'quality_{day.isoformat()}.html'}",
         f"  export files   {stages.exports_dir(config) / 'encounter_csv' / day.isoformat()}  ({exported} records)",
+        f"  step log       {log_path}",
         f"  Dagster UI     make serve, then open {DAGSTER_UI} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})",
         "  SQL            .venv/bin/python -c \"import duckdb; print(duckdb.connect('"
         f"{target.path}', read_only=True).sql('select * from cdr.cdr__encounter limit 5'))\"",
