@@ -65,3 +65,18 @@
 {% macro key(parts) -%}
   {%- for p in parts -%}coalesce(cast({{ p }} as varchar), ''){% if not loop.last %} || '|' || {% endif %}{%- endfor -%}
 {%- endmacro %}
+
+{# The current state of an append-only raw table: the latest version of each (institution, source key)
+   by source update time, then ingest time; keys whose latest version is a soft delete are dropped. #}
+{% macro current_rows(relation) -%}
+    select * from (
+        select
+            *,
+            row_number() over (
+                partition by _org_code, _source_key
+                order by _source_updated_at desc nulls last, _ingested_at desc, _record_hash
+            ) as _version_rank
+        from {{ relation }}
+    ) as versions
+    where _version_rank = 1 and _op <> 'D'
+{%- endmacro %}

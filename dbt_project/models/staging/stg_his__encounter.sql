@@ -1,13 +1,7 @@
 -- Current version of every HIS encounter (outpatient/emergency registration or inpatient stay),
 -- soft deletes removed, visit type decoded to the encounter class, times parsed.
-with ranked as (
-    select
-        *,
-        row_number() over (
-            partition by _org_code, _source_key
-            order by _source_updated_at desc nulls last, _ingested_at desc, _record_hash
-        ) as _version_rank
-    from {{ source('raw', 'his_encounter') }}
+with current_rows as (
+    {{ current_rows(source('raw', 'his_encounter')) }}
 )
 
 select
@@ -36,7 +30,6 @@ select
     r._batch_id,
     r._origin,
     r._source_updated_at
-from ranked as r
+from current_rows as r
 left join {{ ref('map_his__encounter_class') }} as cls
     on cls.source_system = r._source_system and cls.local_code = trim(r.encounter_type)
-where r._version_rank = 1 and r._op <> 'D'

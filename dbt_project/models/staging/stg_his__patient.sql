@@ -1,13 +1,7 @@
 -- Current version of every HIS patient row: latest by source update time, soft deletes removed,
 -- sex decoded to GB/T 2261.1. One row per (institution, source system, local patient id).
-with ranked as (
-    select
-        *,
-        row_number() over (
-            partition by _org_code, _source_key
-            order by _source_updated_at desc nulls last, _ingested_at desc, _record_hash
-        ) as _version_rank
-    from {{ source('raw', 'his_patient') }}
+with current_rows as (
+    {{ current_rows(source('raw', 'his_patient')) }}
 )
 
 select
@@ -32,7 +26,6 @@ select
     r._batch_id,
     r._origin,
     r._source_updated_at
-from ranked as r
+from current_rows as r
 left join {{ ref('map_his__sex') }} as sex
     on sex.source_system = r._source_system and sex.local_code = trim(r.sex)
-where r._version_rank = 1 and r._op <> 'D'
