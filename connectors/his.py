@@ -221,9 +221,8 @@ def ingest_institution(
         engine = create_engine(source_url)
     except (ArgumentError, SQLAlchemyError, ModuleNotFoundError) as exc:
         raise SourceError(f"{org_code}: HIS url {make_url_safe(source_url)} is not usable: {exc}") from exc
-    for entity, spec in entities().items():
+    for spec in entities().values():
         ensure_raw_table(wh, spec["raw_table"], list(spec["columns"]))
-        del entity
     try:
         with engine.connect() as source:
             for table in mapping.tables:

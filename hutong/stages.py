@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,8 +20,6 @@ Progress = Callable[[str], None]
 
 def today(config: PlatformConfig) -> date:
     """The current day in the platform's time zone (the default partition)."""
-    from datetime import datetime
-
     return datetime.now(ZoneInfo(config.timezone)).date()
 
 

@@ -69,6 +69,14 @@ def _csv_value(value: Any) -> Any:
     return "" if value is None else value
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def export_encounters(wh: Warehouse, org_codes: list[str], period: date, out_dir: Path) -> list[Delivery]:
     """Write `<out_dir>/encounter_csv/<period>/<org>.csv` per institution (UTF-8 with BOM for Excel users)."""
     ensure_core(wh)
@@ -85,7 +93,6 @@ def export_encounters(wh: Warehouse, org_codes: list[str], period: date, out_dir
         path = folder / f"{org}.csv"
         tmp = path.with_suffix(".csv.part")
         count = 0
-        digest = hashlib.sha256()
         with tmp.open("w", encoding="utf-8-sig", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(columns)
@@ -94,10 +101,10 @@ def export_encounters(wh: Warehouse, org_codes: list[str], period: date, out_dir
                     writer.writerow([_csv_value(v) for v in row])
                 count += batch.height
         tmp.replace(path)
-        digest.update(path.read_bytes())
+        digest = _sha256(path)
         total = wh.count("cdr.cdr__encounter", "org_code = ?", [org])
         delivery_id = hashlib.sha1(f"{feed['feed']}|{feed['target']}|{org}|{period}".encode()).hexdigest()[:20]
-        deliveries.append(Delivery(delivery_id, org, path, count, total - count, digest.hexdigest()))
+        deliveries.append(Delivery(delivery_id, org, path, count, total - count, digest))
     now = datetime.now().replace(microsecond=0)
     with wh.transaction():
         for d in deliveries:

@@ -58,10 +58,6 @@ class HutongDbtTranslator(DagsterDbtTranslator):
         return dbt_resource_props.get("config", {}).get("schema") or "dbt"
 
 
-def _day(context: AssetExecutionContext, config: PlatformConfig):
-    return stages.today(config)
-
-
 def build_definitions(config: PlatformConfig) -> Definitions:
     """Assemble the Definitions for one platform config."""
     os.environ.update(dbt_env(config.warehouse_url))
@@ -113,9 +109,9 @@ def build_definitions(config: PlatformConfig) -> Definitions:
     assets.append(hutong_dbt)
 
     @asset(key=QUALITY_KEY, deps=CDR_KEYS, group_name="quality", description="Rule catalog run per institution.")
-    def quality_checks(context: AssetExecutionContext, hutong: HutongConfig) -> MaterializeResult:
+    def quality_checks(hutong: HutongConfig) -> MaterializeResult:
         cfg = hutong.load()
-        outcomes, report = stages.check_quality(cfg, _day(context, cfg))
+        outcomes, report = stages.check_quality(cfg, stages.today(cfg))
         return MaterializeResult(
             metadata={
                 "report": MetadataValue.path(str(report)),
@@ -127,9 +123,9 @@ def build_definitions(config: PlatformConfig) -> Definitions:
     assets.append(quality_checks)
 
     @asset(key=EXPORT_KEY, deps=[QUALITY_KEY], group_name="feeds", description="Encounter CSV feed per institution.")
-    def encounter_csv(context: AssetExecutionContext, hutong: HutongConfig) -> MaterializeResult:
+    def encounter_csv(hutong: HutongConfig) -> MaterializeResult:
         cfg = hutong.load()
-        deliveries = stages.export(cfg, _day(context, cfg))
+        deliveries = stages.export(cfg, stages.today(cfg))
         return MaterializeResult(
             metadata={
                 "files": len(deliveries),
