@@ -11,8 +11,10 @@ from typing import Any
 
 import yaml
 
-from synthetic.his import HisCounts, Truth, generate_institution, plan_institutions
+from synthetic.events import WriterContext
+from synthetic.his import SYSTEMS, HisCounts, Truth, generate_institution, plan_institutions
 from synthetic.population import generate_population
+from synthetic.registry import WRITER_MODULES, make_writer
 
 HERE = Path(__file__).parent
 PERSON_FIELDS = ["person_id", "household_id", "name", "sex", "birth_date", "id_no", "township_code", "township_name",
@@ -31,10 +33,13 @@ class GenerationSummary:
     start: date | None = None
     end: date | None = None
     his: dict[str, HisCounts] = field(default_factory=dict)
+    other: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # org → kind → counts
 
     @property
     def records(self) -> int:
-        return self.persons + sum(c.patients + c.outpatient + c.inpatient for c in self.his.values())
+        his = sum(c.patients + c.outpatient + c.inpatient for c in self.his.values())
+        other = sum(n for kinds in self.other.values() for counts in kinds.values() for n in counts.values())
+        return self.persons + his + other
 
 
 def load_sizes() -> dict[str, Any]:
@@ -51,12 +56,15 @@ def generate(
     out_dir: Path | None = None,
     seed: int = 20261124,
     his_url_template: str | None = None,
+    kinds: tuple[str, ...] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> GenerationSummary:
     """Generate the county's residents and every institution's HIS in its vendor schema, plus ground truth.
 
     HIS go to `{out_dir}/sources/{org_code}/his.sqlite`, or to `his_url_template` formatted with the
     institution's `org_code`/`short` (e.g. "mysql+pymysql://root@127.0.0.1:3306/his_{short}").
+    Other source kinds an institution has in the config (lis, pacs, emr, public_health; all unless `kinds`
+    narrows them) are written below `{out_dir}/sources/{org_code}/{kind}/` from the same encounters.
     Truth goes to `{out_dir}/truth/`: persons.csv, source_records.csv, defects.csv.
     """
     sizes = load_sizes()
@@ -98,7 +106,20 @@ def generate(
                 target = f"sqlite:///{out_dir / 'sources' / plan.org_code / 'his.sqlite'}"
             if progress:
                 progress(f"HIS {plan.short} ({index + 1}/{len(plans)})")
+            inst = config.institution(plan.org_code)
+            wanted = [k for k in WRITER_MODULES if k in inst.sources and (kinds is None or k in kinds)]
+            listeners = [
+                make_writer(kind, WriterContext(
+                    org_code=inst.org_code, short=inst.short, name=inst.name, institution_type=inst.type,
+                    his_system=SYSTEMS[plan.vendor], settings=dict(inst.sources[kind].settings),
+                    out_dir=out_dir / "sources" / inst.org_code / kind, people=plan.pool.people, truth=truth,
+                    seed=seed * 1009 + index * 31 + position, start=start, end=end, profiles=profiles,
+                    defect_multiplier=plan.defect_multiplier,
+                ))
+                for position, kind in enumerate(wanted, start=1)
+            ]  # fmt: skip
             summary.his[plan.org_code] = generate_institution(
-                plan, TableWriter(target), truth, profiles["care"], start, end, seed * 1009 + index
+                plan, TableWriter(target), truth, profiles["care"], start, end, seed * 1009 + index, listeners
             )
+            summary.other[plan.org_code] = {writer.kind: writer.finish() for writer in listeners}
     return summary

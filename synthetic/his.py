@@ -7,13 +7,14 @@ import bisect
 import csv
 import itertools
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from synthetic.events import Encounter, SourceWriter
 from synthetic.identity import to_legacy15, wrong_check
 from synthetic.population import DATA, Person, given_chars
 from synthetic.writers import TableWriter
@@ -134,6 +135,7 @@ class InstitutionPlan:
     pool: _Pool
     defect_rates: dict[str, float]
     noise: dict[str, float]
+    defect_multiplier: float = 1.0
 
 
 def generate_institution(
@@ -144,15 +146,17 @@ def generate_institution(
     start: date,
     end: date,
     seed: int,
+    listeners: Sequence[SourceWriter] = (),
 ) -> HisCounts:
-    """Generate and write one institution's HIS, streaming one day of visits at a time."""
+    """Generate and write one institution's HIS, streaming one day of visits at a time; each day's encounters
+    are handed to `listeners` (the institution's lab, imaging and EMR writers)."""
     rng = random.Random(seed)
     vendor = plan.vendor
     system = SYSTEMS[vendor]
     counts = HisCounts()
     days = (end - start).days + 1
     local_ids: dict[str, str] = {}
-    first_seen: dict[str, datetime] = {}
+    patient_rows: dict[str, list[Any]] = {}
     rates = plan.defect_rates
     emergency_share = float(care["emergency_share"].get(plan.type, 0))
     los_mean = float(care["mean_length_of_stay"].get(plan.type, 0))
@@ -167,6 +171,7 @@ def generate_institution(
     defects: list[list[Any]] = []
     records: list[list[Any]] = []
     seq = itertools.count(1)
+    patient_table = "GY_BRXX" if vendor == "vendor_a" else "patient"
 
     def label(table: str, key: str, defect: str, column: str) -> None:
         defects.append([plan.org_code, "his", table, key, defect, column, EXPECTED_RULE[defect]])
@@ -175,9 +180,17 @@ def generate_institution(
     def local_id(person: Person, at: datetime) -> str:
         if person.person_id not in local_ids:
             n = len(local_ids) + 1
-            local_ids[person.person_id] = f"BR{n:08d}" if vendor == "vendor_a" else f"{10**9 + n}"
-            first_seen[person.person_id] = at
+            key = f"BR{n:08d}" if vendor == "vendor_a" else f"{10**9 + n}"
+            local_ids[person.person_id] = key
+            patient_rows[person.person_id] = _patient_row(plan, person, key, rng, label, at, end)
+            records.append([plan.org_code, system, "patient", patient_table, key, person.person_id])
         return local_ids[person.person_id]
+
+    def event(person: Person, key: str, setting: str, at: datetime, until: datetime | None, dept: Department,
+              doctor: str, diag: Diagnosis) -> Encounter:  # fmt: skip
+        name = patient_rows[person.person_id][1]
+        return Encounter(plan.org_code, plan.short, plan.type, system, key, local_ids[person.person_id], person,
+                         name, setting, at, until, dept.code, dept.name, doctor, diag.icd10, diag.name)  # fmt: skip
 
     def update_time(at: datetime, table: str, key: str) -> datetime:
         if rng.random() < rates["late_delivery"]:
@@ -195,6 +208,7 @@ def generate_institution(
         day = start + timedelta(days=offset)
         visits: list[list[Any]] = []
         stays: list[list[Any]] = []
+        events: list[Encounter] = []
         for _ in range(_poisson_count(rng, op_per_day)):
             person = plan.pool.sample(rng)
             emergency = rng.random() < emergency_share
@@ -221,6 +235,8 @@ def generate_institution(
                        None, None, None, diag.icd10, diag.name, _ts(updated), deleted]  # fmt: skip
             visits.append(row)
             records.append([plan.org_code, system, "encounter", table, key, person.person_id])
+            if deleted == "0":
+                events.append(event(person, key, "em" if emergency else "op", at, None, dept, doctor, diag))
             if rng.random() < rates["duplicate_record"]:
                 dup = f"{key}D"
                 dup_row = [dup, *row[1:]]
@@ -270,6 +286,8 @@ def generate_institution(
                            "0"]  # fmt: skip
                     visits.append(row)
                 records.append([plan.org_code, system, "encounter", table, key, person.person_id])
+                true_end = None if discharged is None else max(discharged, admitted + timedelta(hours=4))
+                events.append(event(person, key, "ip", admitted, true_end, dept, doctor, diag))
                 counts.inpatient += 1
         counts.outpatient += sum(1 for v in visits if v[2] != "IP")
         if vendor == "vendor_a":
@@ -280,14 +298,16 @@ def generate_institution(
         truth.records(records)
         truth.defects(defects)
         records, defects = [], []
+        for listener in listeners:
+            listener.on_day(day, events)
 
     # People registered in the master index without a visit in the window.
     extra = _poisson_count(rng, len(local_ids) * care["registered_without_visit"])
     for _ in range(extra):
         person = plan.pool.sample(rng)
         local_id(person, datetime.combine(start, datetime.min.time()) + timedelta(days=rng.randrange(days), hours=9))
-    patients = list(_patient_rows(plan, local_ids, first_seen, rng, label, end, records))
-    writer.insert("GY_BRXX" if vendor == "vendor_a" else "patient", patients)
+    patients = list(patient_rows.values())
+    writer.insert(patient_table, patients)
     truth.records(records)
     truth.defects(defects)
     counts.patients = len(patients)
@@ -295,57 +315,52 @@ def generate_institution(
     return counts
 
 
-def _patient_rows(
+def _patient_row(
     plan: InstitutionPlan,
-    local_ids: dict[str, str],
-    first_seen: dict[str, datetime],
+    p: Person,
+    key: str,
     rng: random.Random,
     label: Callable[[str, str, str, str], None],
+    first_seen: datetime,
     end: date,
-    records: list[list[Any]],
-) -> Iterator[list[Any]]:
+) -> list[Any]:
+    """The patient master row as this institution recorded the person: identity noise and labelled defects."""
     vendor = plan.vendor
-    system = SYSTEMS[vendor]
     table = "GY_BRXX" if vendor == "vendor_a" else "patient"
-    people = {p.person_id: p for p in plan.pool.people}
     rates, noise = plan.defect_rates, plan.noise
-    for person_id, key in local_ids.items():
-        p = people[person_id]
-        name, sex, birth, id_no, phone = p.name, p.sex, p.birth_date, p.id_no, p.phone
-        id_type: str | None = "1" if vendor == "vendor_a" else "ID"
-        if rng.random() < noise["name_typo"]:
-            name = _typo(rng, name)
-        if rng.random() < noise["phone_changed"]:
-            phone = phone[:3] + f"{rng.randrange(10**8):08d}"
-        if rng.random() < noise["missing_id"]:
-            id_no, id_type = None, None
-        elif rng.random() < noise["legacy_15_digit_id"]:
-            id_no = to_legacy15(id_no)
-        elif rng.random() < rates["invalid_id_check"]:
-            id_no = wrong_check(id_no)
-            label(table, key, "invalid_id_check", "ZJHM" if vendor == "vendor_a" else "id_card_no")
-        sex_value = ("男" if sex == "1" else "女") if vendor == "vendor_a" else ("M" if sex == "1" else "F")
-        if rng.random() < rates["unmapped_code"]:
-            sex_value = "不详" if vendor == "vendor_a" else "X"
-            label(table, key, "unmapped_code", "XB" if vendor == "vendor_a" else "gender")
-        elif id_no and len(id_no) == 18 and rng.random() < rates["sex_id_mismatch"]:
-            sex_value = ("女" if sex == "1" else "男") if vendor == "vendor_a" else ("F" if sex == "1" else "M")
-            label(table, key, "sex_id_mismatch", "XB" if vendor == "vendor_a" else "gender")
-        if id_no and len(id_no) == 18 and rng.random() < rates["birth_id_mismatch"]:
-            birth = birth + timedelta(days=rng.randint(1, 400))
-            label(table, key, "birth_id_mismatch", "CSRQ" if vendor == "vendor_a" else "birthday")
-        registered = first_seen[person_id] - timedelta(minutes=rng.randint(1, 30))
-        updated = registered
-        if rng.random() < 0.08:
-            updated = min(registered + timedelta(days=rng.randint(1, 30)), datetime.combine(end, datetime.min.time()))
-        records.append([plan.org_code, system, "patient", table, key, person_id])
-        if vendor == "vendor_a":
-            yield [key, name, sex_value, f"{birth:%Y%m%d}", id_type, id_no, phone, p.address,
-                   ETHNICITY_NAMES.get(p.ethnicity, "汉族"), MARITAL_A[p.marital], INSURANCE_A[p.insurance],
-                   _ts(updated), "0"]  # fmt: skip
-        else:
-            yield [key, name, sex_value, birth.isoformat(), id_type, id_no, phone, p.address, p.ethnicity,
-                   MARITAL_B[p.marital], p.insurance, _ts(updated), "0"]  # fmt: skip
+    name, sex, birth, id_no, phone = p.name, p.sex, p.birth_date, p.id_no, p.phone
+    id_type: str | None = "1" if vendor == "vendor_a" else "ID"
+    if rng.random() < noise["name_typo"]:
+        name = _typo(rng, name)
+    if rng.random() < noise["phone_changed"]:
+        phone = phone[:3] + f"{rng.randrange(10**8):08d}"
+    if rng.random() < noise["missing_id"]:
+        id_no, id_type = None, None
+    elif rng.random() < noise["legacy_15_digit_id"]:
+        id_no = to_legacy15(id_no)
+    elif rng.random() < rates["invalid_id_check"]:
+        id_no = wrong_check(id_no)
+        label(table, key, "invalid_id_check", "ZJHM" if vendor == "vendor_a" else "id_card_no")
+    sex_value = ("男" if sex == "1" else "女") if vendor == "vendor_a" else ("M" if sex == "1" else "F")
+    if rng.random() < rates["unmapped_code"]:
+        sex_value = "不详" if vendor == "vendor_a" else "X"
+        label(table, key, "unmapped_code", "XB" if vendor == "vendor_a" else "gender")
+    elif id_no and len(id_no) == 18 and rng.random() < rates["sex_id_mismatch"]:
+        sex_value = ("女" if sex == "1" else "男") if vendor == "vendor_a" else ("F" if sex == "1" else "M")
+        label(table, key, "sex_id_mismatch", "XB" if vendor == "vendor_a" else "gender")
+    if id_no and len(id_no) == 18 and rng.random() < rates["birth_id_mismatch"]:
+        birth = birth + timedelta(days=rng.randint(1, 400))
+        label(table, key, "birth_id_mismatch", "CSRQ" if vendor == "vendor_a" else "birthday")
+    registered = first_seen - timedelta(minutes=rng.randint(1, 30))
+    updated = registered
+    if rng.random() < 0.08:
+        updated = min(registered + timedelta(days=rng.randint(1, 30)), datetime.combine(end, datetime.min.time()))
+    if vendor == "vendor_a":
+        return [key, name, sex_value, f"{birth:%Y%m%d}", id_type, id_no, phone, p.address,
+                ETHNICITY_NAMES.get(p.ethnicity, "汉族"), MARITAL_A[p.marital], INSURANCE_A[p.insurance],
+                _ts(updated), "0"]  # fmt: skip
+    return [key, name, sex_value, birth.isoformat(), id_type, id_no, phone, p.address, p.ethnicity,
+            MARITAL_B[p.marital], p.insurance, _ts(updated), "0"]  # fmt: skip
 
 
 def _write_code_table(writer: TableWriter, vendor: str) -> None:
@@ -402,6 +417,7 @@ def plan_institutions(
                 inpatient_expected=ip,
                 pool=pool,
                 defect_rates={k: float(v) * multiplier for k, v in defect_cfg["defaults"].items()},
+                defect_multiplier=multiplier,
                 noise={
                     "name_typo": float(noise_cfg["name_typo"]),
                     "missing_id": float(noise_cfg["missing_id"].get(inst.type, 0.02)),
