@@ -93,12 +93,15 @@ def generate(
     with (
         (truth_dir / "source_records.csv").open("w", encoding="utf-8", newline="") as rec_handle,
         (truth_dir / "defects.csv").open("w", encoding="utf-8", newline="") as def_handle,
+        (truth_dir / "identity_noise.csv").open("w", encoding="utf-8", newline="") as noise_handle,
     ):
         records, defects = csv.writer(rec_handle), csv.writer(def_handle)
         records.writerow(["org_code", "source_system", "entity", "source_table", "local_key", "person_id"])
         defects.writerow(["org_code", "source_kind", "source_table", "local_key", "defect_type", "field",
                           "expected_rule"])  # fmt: skip
-        truth = Truth(records=records.writerows, defects=defects.writerows)
+        noise = csv.writer(noise_handle)
+        noise.writerow(["org_code", "source_table", "local_key", "person_id", "noise_type", "field"])
+        truth = Truth(records=records.writerows, defects=defects.writerows, noise=noise.writerows)
         for index, plan in enumerate(plans):
             if his_url_template:
                 target = his_url_template.format(org_code=plan.org_code, short=plan.short.lower())

@@ -80,6 +80,7 @@ class Truth:
 
     records: Callable[[list[Any]], None]
     defects: Callable[[list[Any]], None]
+    noise: Callable[[list[Any]], None] = lambda rows: None  # identity noise (not defects): truth/identity_noise.csv
 
 
 @dataclass
@@ -170,6 +171,7 @@ def generate_institution(
     _write_code_table(writer, vendor)
     defects: list[list[Any]] = []
     records: list[list[Any]] = []
+    noise_rows: list[list[Any]] = []
     seq = itertools.count(1)
     patient_table = "GY_BRXX" if vendor == "vendor_a" else "patient"
 
@@ -182,7 +184,11 @@ def generate_institution(
             n = len(local_ids) + 1
             key = f"BR{n:08d}" if vendor == "vendor_a" else f"{10**9 + n}"
             local_ids[person.person_id] = key
-            patient_rows[person.person_id] = _patient_row(plan, person, key, rng, label, at, end)
+
+            def noted(kind: str, column: str) -> None:
+                noise_rows.append([plan.org_code, patient_table, key, person.person_id, kind, column])
+
+            patient_rows[person.person_id] = _patient_row(plan, person, key, rng, label, at, end, noted)
             records.append([plan.org_code, system, "patient", patient_table, key, person.person_id])
         return local_ids[person.person_id]
 
@@ -297,7 +303,8 @@ def generate_institution(
             writer.insert("visit", visits)
         truth.records(records)
         truth.defects(defects)
-        records, defects = [], []
+        truth.noise(noise_rows)
+        records, defects, noise_rows = [], [], []
         for listener in listeners:
             listener.on_day(day, events)
 
@@ -310,6 +317,7 @@ def generate_institution(
     writer.insert(patient_table, patients)
     truth.records(records)
     truth.defects(defects)
+    truth.noise(noise_rows)
     counts.patients = len(patients)
     writer.finish()
     return counts
@@ -323,6 +331,7 @@ def _patient_row(
     label: Callable[[str, str, str, str], None],
     first_seen: datetime,
     end: date,
+    noted: Callable[[str, str], None] = lambda kind, column: None,
 ) -> list[Any]:
     """The patient master row as this institution recorded the person: identity noise and labelled defects."""
     vendor = plan.vendor
@@ -330,14 +339,24 @@ def _patient_row(
     rates, noise = plan.defect_rates, plan.noise
     name, sex, birth, id_no, phone = p.name, p.sex, p.birth_date, p.id_no, p.phone
     id_type: str | None = "1" if vendor == "vendor_a" else "ID"
-    if rng.random() < noise["name_typo"]:
-        name = _typo(rng, name)
+    a = vendor == "vendor_a"
+    if rng.random() < noise["name_typo"] and (typo := _typo(rng, name)) != name:
+        name = typo
+        noted("name_typo", "BRXM" if a else "patient_name")
     if rng.random() < noise["phone_changed"]:
         phone = phone[:3] + f"{rng.randrange(10**8):08d}"
+        noted("phone_changed", "LXDH" if a else "mobile")
     if rng.random() < noise["missing_id"]:
         id_no, id_type = None, None
+        noted("missing_id", "ZJHM" if a else "id_card_no")
     elif rng.random() < noise["legacy_15_digit_id"]:
         id_no = to_legacy15(id_no)
+        noted("legacy_15_digit_id", "ZJHM" if a else "id_card_no")
+    elif rng.random() < noise["other_document"]:
+        id_type, id_no = ("2", id_no) if rng.random() < 0.5 else ("3", f"E{rng.randrange(10**8):08d}")
+        if not a:
+            id_type = {"2": "HK", "3": "PP"}[id_type]
+        noted("other_document", "ZJLX" if a else "id_card_type")
     elif rng.random() < rates["invalid_id_check"]:
         id_no = wrong_check(id_no)
         label(table, key, "invalid_id_check", "ZJHM" if vendor == "vendor_a" else "id_card_no")
@@ -351,6 +370,9 @@ def _patient_row(
     if id_no and len(id_no) == 18 and rng.random() < rates["birth_id_mismatch"]:
         birth = birth + timedelta(days=rng.randint(1, 400))
         label(table, key, "birth_id_mismatch", "CSRQ" if vendor == "vendor_a" else "birthday")
+    if birth.day <= 12 and birth.day != birth.month and rng.random() < noise["day_month_swap"]:
+        birth = birth.replace(month=birth.day, day=birth.month)
+        noted("day_month_swap", "CSRQ" if a else "birthday")
     registered = first_seen - timedelta(minutes=rng.randint(1, 30))
     updated = registered
     if rng.random() < 0.08:
@@ -423,6 +445,8 @@ def plan_institutions(
                     "missing_id": float(noise_cfg["missing_id"].get(inst.type, 0.02)),
                     "legacy_15_digit_id": float(noise_cfg["legacy_15_digit_id"]),
                     "phone_changed": float(noise_cfg["phone_changed"]),
+                    "day_month_swap": float(noise_cfg["day_month_swap"]),
+                    "other_document": float(noise_cfg["other_document"]),
                 },
             )
         )

@@ -93,6 +93,7 @@ def _row(out_dir: Path, org: str, table: str, key: str) -> dict:
 def test_every_labelled_defect_is_in_the_source(tiny):
     defects = _read(tiny.truth_dir / "defects.csv")
     kinds = {d["defect_type"] for d in defects}
+    labelled = {(d["org_code"], d["local_key"], d["defect_type"]) for d in defects}
     assert {"missing_required", "unmapped_code", "late_delivery"} <= kinds
     for d in defects:
         row = _row(tiny.out_dir, d["org_code"], d["source_table"], d["local_key"])
@@ -116,8 +117,11 @@ def test_every_labelled_defect_is_in_the_source(tiny):
             updated = datetime.fromisoformat(value)
             event = row.get("GHSJ") or row.get("visit_time") or row.get("RYSJ") or row.get("CYSJ")
             ends = [row.get("CYSJ"), row.get("discharge_time")]
-            latest = max(datetime.fromisoformat(v) for v in [event, *ends] if v)
-            assert updated.date() > latest.date()
+            times = [datetime.fromisoformat(v) for v in [event, *ends] if v]
+            if times:
+                assert updated.date() > max(times).date()
+            else:  # the row also lost its time: that must be labelled too
+                assert (d["org_code"], d["local_key"], "missing_required") in labelled
         elif kind == "duplicate_record":
             assert d["local_key"].endswith("D")
 
@@ -127,3 +131,22 @@ def test_demo_size_labels_every_his_defect_kind(tmp_path):
     kinds = {d["defect_type"] for d in _read(demo.truth_dir / "defects.csv")}
     assert kinds == set(synthetic.his.EXPECTED_RULE)
     assert demo.persons == 20000 and sum(c.outpatient for c in demo.his.values()) > 15000
+
+
+def test_identity_noise_is_recorded_and_present(tiny):
+    noise = _read(tiny.truth_dir / "identity_noise.csv")
+    persons = {p["person_id"]: p for p in _read(tiny.truth_dir / "persons.csv")}
+    assert {"name_typo", "phone_changed", "missing_id"} <= {n["noise_type"] for n in noise}
+    for n in noise:
+        row, person = _row(tiny.out_dir, n["org_code"], n["source_table"], n["local_key"]), persons[n["person_id"]]
+        value = row[n["field"]]
+        if n["noise_type"] == "name_typo":
+            assert value != person["name"] and value[0] == person["name"][0]
+        elif n["noise_type"] == "phone_changed":
+            assert value != person["phone"]
+        elif n["noise_type"] == "missing_id":
+            assert value is None
+        elif n["noise_type"] == "legacy_15_digit_id":
+            assert len(value) == 15 and value[:6] == person["id_no"][:6]
+        elif n["noise_type"] == "day_month_swap":
+            assert value.replace("-", "") != person["birth_date"].replace("-", "")
