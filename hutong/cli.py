@@ -89,9 +89,15 @@ def init(obj: Context) -> None:
 @click.option("--size", default=None, help="tiny / demo / medium / county (default: the config's synthetic.size).")
 @click.option("--seed", type=int, default=None, help="Random seed (same seed → identical output).")
 @click.option("--force", is_flag=True, help="Regenerate even if the same size and seed were generated already.")
+@click.option("--next-day", is_flag=True, help="Append the next day (new, updated, cancelled rows) to the county.")
 @click.pass_obj
-def synth(obj: Context, size: str | None, seed: int | None, force: bool) -> None:
-    """Generate the synthetic county's source systems and ground truth."""
+def synth(obj: Context, size: str | None, seed: int | None, force: bool, next_day: bool) -> None:
+    """Generate the synthetic county's source systems and ground truth (or its next daily increment)."""
+    if next_day:
+        result = stages.synth_next_day(obj.config, progress=_progress("synth"))
+        new = sum(c.outpatient + c.inpatient for c in result.his.values())
+        _done(f"increment {result.day}: {new} new encounters, {sum(result.updated.values())} rows changed")
+        return
     settings = obj.config.synthetic or {"size": "demo", "seed": 20261124}
     size, seed = size or settings["size"], seed if seed is not None else settings["seed"]
     started = time.monotonic()

@@ -78,6 +78,13 @@ def synth(
     return SynthResult(out_dir, skipped=False, summary=summary)
 
 
+def synth_next_day(config: PlatformConfig, progress: Progress | None = None) -> Any:
+    """Append the next day (new, updated and cancelled rows) to the generated synthetic county."""
+    import synthetic
+
+    return synthetic.increment(config, config.data_dir, progress=progress)
+
+
 def ingest_his(config: PlatformConfig, *, full: bool = False, progress: Progress | None = None) -> list[Any]:
     """Pull every institution's HIS into raw (incremental from watermarks unless `full`)."""
     from connectors.his import ingest_all

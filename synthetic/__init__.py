@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -40,6 +41,25 @@ class GenerationSummary:
         his = sum(c.patients + c.outpatient + c.inpatient for c in self.his.values())
         other = sum(n for kinds in self.other.values() for counts in kinds.values() for n in counts.values())
         return self.persons + his + other
+
+
+def listeners_for(
+    config: Any, plan: Any, index: int, out_dir: Path, truth: Any, seed: int, start: date, end: date,
+    profiles: dict[str, Any], kinds: tuple[str, ...] | None,
+) -> list[Any]:  # fmt: skip
+    """The lab / imaging / EMR / public-health writers of one institution for a date range."""
+    inst = config.institution(plan.org_code)
+    wanted = [k for k in WRITER_MODULES if k in inst.sources and (kinds is None or k in kinds)]
+    return [
+        make_writer(kind, WriterContext(
+            org_code=inst.org_code, short=inst.short, name=inst.name, institution_type=inst.type,
+            his_system=SYSTEMS[plan.vendor], settings=dict(inst.sources[kind].settings),
+            out_dir=out_dir / "sources" / inst.org_code / kind, people=plan.pool.people, truth=truth,
+            seed=seed * 1009 + index * 31 + position, start=start, end=end, profiles=profiles,
+            defect_multiplier=plan.defect_multiplier,
+        ))
+        for position, kind in enumerate(wanted, start=1)
+    ]  # fmt: skip
 
 
 def load_sizes() -> dict[str, Any]:
@@ -109,20 +129,20 @@ def generate(
                 target = f"sqlite:///{out_dir / 'sources' / plan.org_code / 'his.sqlite'}"
             if progress:
                 progress(f"HIS {plan.short} ({index + 1}/{len(plans)})")
-            inst = config.institution(plan.org_code)
-            wanted = [k for k in WRITER_MODULES if k in inst.sources and (kinds is None or k in kinds)]
-            listeners = [
-                make_writer(kind, WriterContext(
-                    org_code=inst.org_code, short=inst.short, name=inst.name, institution_type=inst.type,
-                    his_system=SYSTEMS[plan.vendor], settings=dict(inst.sources[kind].settings),
-                    out_dir=out_dir / "sources" / inst.org_code / kind, people=plan.pool.people, truth=truth,
-                    seed=seed * 1009 + index * 31 + position, start=start, end=end, profiles=profiles,
-                    defect_multiplier=plan.defect_multiplier,
-                ))
-                for position, kind in enumerate(wanted, start=1)
-            ]  # fmt: skip
+            listeners = listeners_for(config, plan, index, out_dir, truth, seed, start, end, profiles, kinds)
             summary.his[plan.org_code] = generate_institution(
                 plan, TableWriter(target), truth, profiles["care"], start, end, seed * 1009 + index, listeners
             )
             summary.other[plan.org_code] = {writer.kind: writer.finish() for writer in listeners}
+    state = {
+        "size": size, "seed": seed, "start": start.isoformat(), "end": end.isoformat(), "last_day": end.isoformat(),
+        "his_url_template": his_url_template, "kinds": list(kinds) if kinds else None,
+        "next_seq": {org: counts.next_seq for org, counts in summary.his.items()},
+    }  # fmt: skip
+    (truth_dir / "generation.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
     return summary
+
+
+from synthetic.daily import IncrementSummary, increment  # noqa: E402  (daily uses the helpers above)
+
+__all__ = ["GenerationSummary", "IncrementSummary", "generate", "increment", "listeners_for"]

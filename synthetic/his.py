@@ -83,12 +83,21 @@ class Truth:
     noise: Callable[[list[Any]], None] = lambda rows: None  # identity noise (not defects): truth/identity_noise.csv
 
 
+@dataclass(frozen=True)
+class Continuation:
+    """An existing HIS to append days to: its patients (person → local id, recorded name) and next key number."""
+
+    patients: dict[str, tuple[str, str]]
+    next_seq: int
+
+
 @dataclass
 class HisCounts:
     patients: int = 0
     outpatient: int = 0
     inpatient: int = 0
     defects: dict[str, int] = field(default_factory=dict)
+    next_seq: int = 1  # the next encounter key number (daily increments continue from here)
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -137,6 +146,7 @@ class InstitutionPlan:
     defect_rates: dict[str, float]
     noise: dict[str, float]
     defect_multiplier: float = 1.0
+    window_days: int = 1  # the period the expected volumes cover
 
 
 def generate_institution(
@@ -148,16 +158,22 @@ def generate_institution(
     end: date,
     seed: int,
     listeners: Sequence[SourceWriter] = (),
+    continuation: Continuation | None = None,
 ) -> HisCounts:
     """Generate and write one institution's HIS, streaming one day of visits at a time; each day's encounters
-    are handed to `listeners` (the institution's lab, imaging and EMR writers)."""
+    are handed to `listeners` (the institution's lab, imaging and EMR writers). With a `continuation` the
+    days are appended to an existing HIS (daily increments) instead of creating it."""
     rng = random.Random(seed)
     vendor = plan.vendor
     system = SYSTEMS[vendor]
     counts = HisCounts()
     days = (end - start).days + 1
     local_ids: dict[str, str] = {}
+    names: dict[str, str] = {}
     patient_rows: dict[str, list[Any]] = {}
+    if continuation:
+        local_ids = {person: key for person, (key, _) in continuation.patients.items()}
+        names = {person: name for person, (_, name) in continuation.patients.items()}
     rates = plan.defect_rates
     emergency_share = float(care["emergency_share"].get(plan.type, 0))
     los_mean = float(care["mean_length_of_stay"].get(plan.type, 0))
@@ -167,12 +183,15 @@ def generate_institution(
     dx = diagnoses()
     op_dx_w = [d.op_weight for d in dx]
     ip_dx_w = [d.ip_weight for d in dx]
-    writer.create(vendor)
-    _write_code_table(writer, vendor)
+    if continuation:
+        writer.open(vendor)
+    else:
+        writer.create(vendor)
+        _write_code_table(writer, vendor)
     defects: list[list[Any]] = []
     records: list[list[Any]] = []
     noise_rows: list[list[Any]] = []
-    seq = itertools.count(1)
+    seq = itertools.count(continuation.next_seq if continuation else 1)
     patient_table = "GY_BRXX" if vendor == "vendor_a" else "patient"
 
     def label(table: str, key: str, defect: str, column: str) -> None:
@@ -189,14 +208,15 @@ def generate_institution(
                 noise_rows.append([plan.org_code, patient_table, key, person.person_id, kind, column])
 
             patient_rows[person.person_id] = _patient_row(plan, person, key, rng, label, at, end, noted)
+            names[person.person_id] = patient_rows[person.person_id][1]
             records.append([plan.org_code, system, "patient", patient_table, key, person.person_id])
         return local_ids[person.person_id]
 
     def event(person: Person, key: str, setting: str, at: datetime, until: datetime | None, dept: Department,
               doctor: str, diag: Diagnosis) -> Encounter:  # fmt: skip
-        name = patient_rows[person.person_id][1]
         return Encounter(plan.org_code, plan.short, plan.type, system, key, local_ids[person.person_id], person,
-                         name, setting, at, until, dept.code, dept.name, doctor, diag.icd10, diag.name)  # fmt: skip
+                         names[person.person_id], setting, at, until, dept.code, dept.name, doctor, diag.icd10,
+                         diag.name)  # fmt: skip
 
     def update_time(at: datetime, table: str, key: str) -> datetime:
         if rng.random() < rates["late_delivery"]:
@@ -208,8 +228,8 @@ def generate_institution(
             return min(at + timedelta(days=rng.randint(1, 20)), datetime.combine(end, datetime.max.time()))
         return at + timedelta(minutes=rng.randint(1, 90))
 
-    op_per_day = plan.outpatient_expected / days
-    ip_per_day = plan.inpatient_expected / days
+    op_per_day = plan.outpatient_expected / plan.window_days
+    ip_per_day = plan.inpatient_expected / plan.window_days
     for offset in range(days):
         day = start + timedelta(days=offset)
         visits: list[list[Any]] = []
@@ -309,7 +329,7 @@ def generate_institution(
             listener.on_day(day, events)
 
     # People registered in the master index without a visit in the window.
-    extra = _poisson_count(rng, len(local_ids) * care["registered_without_visit"])
+    extra = 0 if continuation else _poisson_count(rng, len(local_ids) * care["registered_without_visit"])
     for _ in range(extra):
         person = plan.pool.sample(rng)
         local_id(person, datetime.combine(start, datetime.min.time()) + timedelta(days=rng.randrange(days), hours=9))
@@ -319,6 +339,7 @@ def generate_institution(
     truth.defects(defects)
     truth.noise(noise_rows)
     counts.patients = len(patients)
+    counts.next_seq = next(seq)
     writer.finish()
     return counts
 
@@ -440,6 +461,7 @@ def plan_institutions(
                 pool=pool,
                 defect_rates={k: float(v) * multiplier for k, v in defect_cfg["defaults"].items()},
                 defect_multiplier=multiplier,
+                window_days=days,
                 noise={
                     "name_typo": float(noise_cfg["name_typo"]),
                     "missing_id": float(noise_cfg["missing_id"].get(inst.type, 0.02)),

@@ -84,6 +84,7 @@ def generate_population(county: dict, persons: int, seed: int, end: date) -> lis
         members = rng.choices((1, 2, 3, 4, 5), weights=(15, 30, 25, 20, 10))[0]
         twin_next = rng.random() < 0.01
         previous: Person | None = None
+        adult_phone = ""  # children are registered with a parent's phone: a classic hard non-match
         for m in range(members):
             if len(people) >= persons:
                 break
@@ -113,7 +114,7 @@ def generate_population(county: dict, persons: int, seed: int, end: date) -> lis
                 township_code=town["code"],
                 township_name=town["name"],
                 address=address,
-                phone=_phone(rng),
+                phone=adult_phone if age < 18 and adult_phone else _phone(rng),
                 ethnicity="03" if hui else ("01" if rng.random() < 0.995 else rng.choice(("02", "04", "11"))),
                 marital=marital,
                 insurance=rng.choices(("03", "02", "01", "07"), weights=(55, 20, 20, 5))[0],
@@ -121,4 +122,6 @@ def generate_population(county: dict, persons: int, seed: int, end: date) -> lis
             )
             people.append(person)
             previous = person
+            if age >= 18 and not adult_phone:
+                adult_phone = person.phone
     return people

@@ -48,6 +48,39 @@ class TableWriter:
                 conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
                 conn.execute(text(statement))
 
+    def open(self, vendor: str) -> None:
+        """Attach to an existing database of this vendor schema (daily increments)."""
+        self.vendor = vendor
+        if self.target.startswith("sqlite:///"):
+            path = Path(self.target.removeprefix("sqlite:///"))
+            if not path.is_file():
+                raise FileNotFoundError(f"no synthetic HIS at {path}; run `hutong synth` first")
+            self._sqlite = sqlite3.connect(path)
+            return
+        from sqlalchemy import create_engine
+
+        self._engine = create_engine(self.target)
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        if self._sqlite is not None:
+            return self._sqlite.execute(sql, params or {}).fetchall()
+        from sqlalchemy import text
+
+        with self._engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql), params or {})]
+
+    def execute(self, sql: str, rows: list[dict[str, Any]]) -> None:
+        """Run a parameterised statement (named :params) for each row."""
+        if not rows:
+            return
+        if self._sqlite is not None:
+            self._sqlite.executemany(sql, rows)
+            return
+        from sqlalchemy import text
+
+        with self._engine.begin() as conn:
+            conn.execute(text(sql), rows)
+
     def insert(self, table: str, rows: list[list[Any]]) -> None:
         if not rows:
             return
