@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from synthetic import orders
 from synthetic.events import Encounter, SourceWriter
 from synthetic.identity import to_legacy15, wrong_check
 from synthetic.population import DATA, Person, given_chars
@@ -164,6 +165,7 @@ def generate_institution(
     are handed to `listeners` (the institution's lab, imaging and EMR writers). With a `continuation` the
     days are appended to an existing HIS (daily increments) instead of creating it."""
     rng = random.Random(seed)
+    order_rng = random.Random(seed * 2 + 1)  # orders and fees draw apart, so they never shift the visits
     vendor = plan.vendor
     system = SYSTEMS[vendor]
     counts = HisCounts()
@@ -235,6 +237,7 @@ def generate_institution(
         visits: list[list[Any]] = []
         stays: list[list[Any]] = []
         events: list[Encounter] = []
+        order_rows = orders.OrderRows({})
         for _ in range(_poisson_count(rng, op_per_day)):
             person = plan.pool.sample(rng)
             emergency = rng.random() < emergency_share
@@ -261,6 +264,8 @@ def generate_institution(
                        None, None, None, diag.icd10, diag.name, _ts(updated), deleted]  # fmt: skip
             visits.append(row)
             records.append([plan.org_code, system, "encounter", table, key, person.person_id])
+            orders.outpatient(order_rows, vendor, order_rng, key, pid, diag.icd10, at, doctor, updated, deleted,
+                              lab=order_rng.random() < 0.35, imaging=order_rng.random() < 0.08)  # fmt: skip
             if deleted == "0":
                 events.append(event(person, key, "em" if emergency else "op", at, None, dept, doctor, diag))
             if rng.random() < rates["duplicate_record"]:
@@ -312,6 +317,8 @@ def generate_institution(
                            "0"]  # fmt: skip
                     visits.append(row)
                 records.append([plan.org_code, system, "encounter", table, key, person.person_id])
+                orders.inpatient(order_rows, vendor, order_rng, key, pid, diag.icd10, admitted, discharged, doctor,
+                                 updated, datetime.combine(end, datetime.max.time()))  # fmt: skip
                 true_end = None if discharged is None else max(discharged, admitted + timedelta(hours=4))
                 events.append(event(person, key, "ip", admitted, true_end, dept, doctor, diag))
                 counts.inpatient += 1
@@ -321,6 +328,8 @@ def generate_institution(
             writer.insert("ZY_BAXX", stays)
         else:
             writer.insert("visit", visits)
+        for order_table, order_table_rows in order_rows.tables.items():
+            writer.insert(order_table, order_table_rows)
         truth.records(records)
         truth.defects(defects)
         truth.noise(noise_rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 VENDOR_A: dict[str, str] = {
     "GY_BRXX": "BRID VARCHAR(20), BRXM VARCHAR(50), XB VARCHAR(4), CSRQ VARCHAR(8), ZJLX VARCHAR(2), "
     "ZJHM VARCHAR(20), LXDH VARCHAR(20), JTDZ VARCHAR(200), MZ VARCHAR(20), HYZK VARCHAR(10), YBLX VARCHAR(20), "
@@ -12,6 +14,15 @@ VENDOR_A: dict[str, str] = {
     "RYKSMC VARCHAR(50), ZZYS VARCHAR(10), CWH VARCHAR(10), RYTJ VARCHAR(20), LYFS VARCHAR(20), ZDDM VARCHAR(20), "
     "ZDMC VARCHAR(100), GXSJ VARCHAR(19), ZFBZ VARCHAR(1)",
     "GY_DMZD": "DMLB VARCHAR(10), DMZ VARCHAR(20), DMMC VARCHAR(100)",
+    "MZ_CFMX": "CFMXID VARCHAR(30), GHID VARCHAR(20), BRID VARCHAR(20), YPDM VARCHAR(20), YPMC VARCHAR(100), "
+    "GG VARCHAR(50), SL VARCHAR(10), DW VARCHAR(10), DJ VARCHAR(12), JE VARCHAR(12), KFSJ VARCHAR(19), "
+    "YSGH VARCHAR(10), GXSJ VARCHAR(19), ZFBZ VARCHAR(1)",
+    "ZY_YZ": "YZID VARCHAR(30), ZYH VARCHAR(20), BRID VARCHAR(20), YZLX VARCHAR(4), YZNR VARCHAR(200), "
+    "YPDM VARCHAR(20), KSSJ VARCHAR(19), TZSJ VARCHAR(19), YSGH VARCHAR(10), GXSJ VARCHAR(19), ZFBZ VARCHAR(1)",
+    "ZY_SSJL": "SSID VARCHAR(30), ZYH VARCHAR(20), BRID VARCHAR(20), SSDM VARCHAR(20), SSMC VARCHAR(100), "
+    "SSRQ VARCHAR(19), SSYS VARCHAR(10), GXSJ VARCHAR(19), ZFBZ VARCHAR(1)",
+    "SF_FYMX": "FYID VARCHAR(30), JZLSH VARCHAR(20), JZLX VARCHAR(2), FYLB VARCHAR(10), JE VARCHAR(12), "
+    "SFSJ VARCHAR(19), GXSJ VARCHAR(19), ZFBZ VARCHAR(1)",
 }
 VENDOR_B: dict[str, str] = {
     "patient": "patient_id VARCHAR(20), patient_name VARCHAR(50), gender VARCHAR(1), birthday DATE, "
@@ -22,12 +33,24 @@ VENDOR_B: dict[str, str] = {
     "bed_no VARCHAR(10), admit_source VARCHAR(2), discharge_disposition VARCHAR(2), diag_code VARCHAR(20), "
     "diag_name VARCHAR(100), last_modified DATETIME, is_deleted VARCHAR(1)",
     "code_dict": "category VARCHAR(20), code VARCHAR(20), name VARCHAR(100)",
+    "prescription": "rx_id VARCHAR(30), visit_id VARCHAR(20), patient_id VARCHAR(20), drug_code VARCHAR(20), "
+    "drug_name VARCHAR(100), atc_code VARCHAR(10), spec VARCHAR(50), quantity DECIMAL(10,2), unit VARCHAR(10), "
+    "unit_price DECIMAL(12,2), amount DECIMAL(12,2), prescribed_at DATETIME, doctor_id VARCHAR(10), "
+    "last_modified DATETIME, is_deleted VARCHAR(1)",
+    "inpatient_order": "order_id VARCHAR(30), visit_id VARCHAR(20), patient_id VARCHAR(20), order_type VARCHAR(1), "
+    "content VARCHAR(200), drug_code VARCHAR(20), start_at DATETIME, stop_at DATETIME, doctor_id VARCHAR(10), "
+    "last_modified DATETIME, is_deleted VARCHAR(1)",
+    "surgery": "surgery_id VARCHAR(30), visit_id VARCHAR(20), patient_id VARCHAR(20), icd9cm3_code VARCHAR(20), "
+    "name VARCHAR(100), performed_at DATETIME, surgeon_id VARCHAR(10), last_modified DATETIME, is_deleted VARCHAR(1)",
+    "fee": "fee_id VARCHAR(30), visit_id VARCHAR(20), fee_category VARCHAR(4), amount DECIMAL(12,2), "
+    "charged_at DATETIME, last_modified DATETIME, is_deleted VARCHAR(1)",
 }
 SCHEMAS = {"vendor_a": VENDOR_A, "vendor_b": VENDOR_B}
 
 
 def columns(vendor: str, table: str) -> list[str]:
-    return [part.strip().split()[0] for part in SCHEMAS[vendor][table].split(",")]
+    """Column names of a table, in order (commas inside type parentheses such as DECIMAL(10,2) ignored)."""
+    return [part.strip().split()[0] for part in re.split(r",(?![^()]*\))", SCHEMAS[vendor][table])]
 
 
 def create_statements(vendor: str) -> list[str]:
