@@ -7,7 +7,9 @@ import importlib
 
 from synthetic.events import SourceWriter, WriterContext
 
-WRITER_MODULES: dict[str, str] = {}
+WRITER_MODULES: dict[str, str] = {
+    "lis": "synthetic.lis",
+}
 
 
 def make_writer(kind: str, ctx: WriterContext) -> SourceWriter:

@@ -1,0 +1,209 @@
+"""Synthetic LIS: lab orders and results for the day's encounters as HL7 v2.5 ORU^R01 messages (UTF-8),
+written as daily HL7 batch files (FHS/BHS … BTS/FTS) in the institution's LIS drop folder."""
+
+from __future__ import annotations
+
+import csv
+import random
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import cache
+
+from synthetic.events import Encounter, WriterContext
+from synthetic.population import DATA
+
+KIND = "lis"
+MESSAGES_PER_FILE = 200
+# Share of encounters with lab orders, by setting; primary care orders fewer.
+ORDER_SHARE = {"op": 0.35, "em": 0.70, "ip": 0.95}
+PRIMARY_CARE_FACTOR = 0.5
+# Panels a diagnosis (ICD-10 prefix) makes likely, and how it shifts results (item → mean, sd when ill).
+PANELS_BY_DIAGNOSIS = {
+    "E11": ["P03", "P04", "P02"], "I10": ["P02", "P05", "P06"], "E78": ["P05"], "I25": ["P05", "P08", "P01"],
+    "I63": ["P05", "P08", "P01", "P09"], "I50": ["P02", "P06", "P01"], "J18": ["P01", "P07"],
+    "J20": ["P01", "P07"], "J06": ["P01"], "J44": ["P01", "P07", "P06"], "N18": ["P02", "P06", "P01"],
+    "N39": ["P01", "P07"], "K35": ["P01", "P07", "P08"], "K80": ["P01", "P02"], "O80": ["P01", "P08"],
+    "S72": ["P01", "P08"], "C34": ["P01", "P02"], "A09": ["P01", "P06"],
+}  # fmt: skip
+ILL_VALUES = {
+    "E11": {"L0301": (9.5, 2.5), "L0302": (8.1, 1.3)}, "J18": {"L0101": (13.0, 3.0), "L0601": (48.0, 25.0)},
+    "J20": {"L0101": (10.5, 2.5), "L0601": (18.0, 10.0)}, "N18": {"L0203": (260.0, 90.0), "L0204": (14.0, 4.0)},
+    "E78": {"L0401": (6.4, 0.8), "L0402": (2.6, 0.9), "L0403": (4.2, 0.6)}, "K35": {"L0101": (14.0, 3.0)},
+}  # fmt: skip
+# Labelled defect rates per message (× the institution's defect multiplier).
+DEFECT_RATES = {"malformed_hl7": 0.002, "out_of_range": 0.003, "unmapped_code": 0.004, "missing_required": 0.002}
+EXPECTED_RULE = {
+    "malformed_hl7": "HL7-PARSE", "out_of_range": "LAB-VALUE-RANGE", "unmapped_code": "LAB-LOINC-MAPPED",
+    "missing_required": "LAB-PATIENT-ID",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LabItem:
+    local_code: str
+    local_name: str
+    loinc: str
+    loinc_name: str
+    unit: str
+    ref_low: float
+    ref_high: float
+    mean: float
+    sd: float
+    decimals: int
+    panel_code: str
+    panel_name: str
+
+
+@cache
+def lab_items() -> tuple[LabItem, ...]:
+    with (DATA / "lab_items.csv").open(encoding="utf-8") as handle:
+        return tuple(
+            LabItem(
+                r["local_code"],
+                r["local_name"],
+                r["loinc"],
+                r["loinc_name"],
+                r["unit"],
+                float(r["ref_low"]),
+                float(r["ref_high"]),
+                float(r["mean"]),
+                float(r["sd"]),
+                int(r["decimals"]),
+                r["panel_code"],
+                r["panel_name"],
+            )
+            for r in csv.DictReader(handle)
+        )
+
+
+def panels() -> dict[str, list[LabItem]]:
+    grouped: dict[str, list[LabItem]] = {}
+    for item in lab_items():
+        grouped.setdefault(item.panel_code, []).append(item)
+    return grouped
+
+
+def _hl7_ts(value: datetime) -> str:
+    return value.strftime("%Y%m%d%H%M%S")
+
+
+class LisWriter:
+    """One institution's LIS: ORU^R01 per lab order, batched per day into files."""
+
+    kind = KIND
+
+    def __init__(self, ctx: WriterContext) -> None:
+        self.ctx = ctx
+        self.rng = random.Random(ctx.seed)
+        self.rates = {k: v * ctx.defect_multiplier for k, v in DEFECT_RATES.items()}
+        self.primary = ctx.institution_type != "二级医院"
+        self.messages = 0
+        self.results = 0
+        self.seq = 0
+
+    def on_day(self, day: date, encounters: list[Encounter]) -> None:
+        batch: list[tuple[str, Encounter, str]] = []  # (message, encounter, control id)
+        for enc in encounters:
+            share = ORDER_SHARE[enc.setting] * (PRIMARY_CARE_FACTOR if self.primary else 1.0)
+            if self.rng.random() >= share:
+                continue
+            wanted = PANELS_BY_DIAGNOSIS.get(enc.icd10[:3], ["P01"])
+            chosen = [p for p in wanted if self.rng.random() < 0.7] or [wanted[0]]
+            for panel in chosen:
+                self.seq += 1
+                control = f"{self.ctx.short}{day:%Y%m%d}{self.seq:07d}"
+                batch.append((self._message(enc, panel, control, day), enc, control))
+        if not batch:
+            return
+        folder = self.ctx.out_dir / f"{day:%Y%m%d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        records, defects = [], []
+        for part, start in enumerate(range(0, len(batch), MESSAGES_PER_FILE), start=1):
+            chunk = batch[start : start + MESSAGES_PER_FILE]
+            name = f"ORU_{self.ctx.short}_{day:%Y%m%d}_{part:03d}.hl7"
+            rel = f"{day:%Y%m%d}/{name}"
+            messages = []
+            for message, enc, control in chunk:
+                message, defect, field = self._maybe_defect(message)
+                if defect:
+                    defects.append([self.ctx.org_code, KIND, rel, control, defect, field, EXPECTED_RULE[defect]])
+                messages.append(message)
+                records.append([self.ctx.org_code, "LIS", "lab_result", rel, control, enc.person.person_id])
+            header = (f"FHS|^~\\&|LIS|{self.ctx.org_code}|HUTONG|HUTONG|{day:%Y%m%d}235900||{name}\r"
+                      f"BHS|^~\\&|LIS|{self.ctx.org_code}|HUTONG|HUTONG|{day:%Y%m%d}235900\r")  # fmt: skip
+            trailer = f"BTS|{len(messages)}\rFTS|1\r"
+            (folder / name).write_bytes((header + "".join(messages) + trailer).encode("utf-8"))
+        self.messages += len(batch)
+        self.ctx.truth.records(records)
+        self.ctx.truth.defects(defects)
+
+    def _value(self, item: LabItem, icd10: str) -> float:
+        mean, sd = ILL_VALUES.get(icd10[:3], {}).get(item.local_code, (item.mean, item.sd))
+        low_bound = 0.0 if item.ref_low == 0 else item.ref_low * 0.3
+        return round(max(low_bound, self.rng.gauss(mean, sd)), item.decimals)
+
+    def _message(self, enc: Encounter, panel: str, control: str, day: date) -> str:
+        person = enc.person
+        observed = max(enc.start, datetime.combine(day, datetime.min.time())) + timedelta(
+            minutes=self.rng.randint(20, 180)
+        )
+        reported = observed + timedelta(minutes=self.rng.randint(30, 240))
+        family, given = enc.patient_name[:1], enc.patient_name[1:]
+        pv1_class = {"op": "O", "em": "E", "ip": "I"}[enc.setting]
+        items = panels()[panel]
+        segments = [
+            f"MSH|^~\\&|LIS|{self.ctx.org_code}|HUTONG|HUTONG|{_hl7_ts(reported)}||ORU^R01^ORU_R01|{control}|P|2.5"
+            "||||||UNICODE UTF-8",
+            f"PID|1||{enc.local_patient_id}^^^{self.ctx.his_system}&{self.ctx.org_code}&L^PI||{family}^{given}||"
+            f"{person.birth_date:%Y%m%d}|{'M' if person.sex == '1' else 'F'}|||{person.address}",
+            f"PV1|1|{pv1_class}|{enc.dept_code}^^^{self.ctx.org_code}||||{enc.doctor_id}||||||||||||{enc.encounter_key}",
+            f"ORC|RE|{control}P|{control}F||CM",
+            f"OBR|1|{control}P|{control}F|{panel}^{items[0].panel_name}^L|||{_hl7_ts(observed)}|||||||"
+            f"{_hl7_ts(observed)}||{enc.doctor_id}||||||{_hl7_ts(reported)}|||F",
+        ]
+        for n, item in enumerate(items, start=1):
+            value = self._value(item, enc.icd10)
+            flag = "H" if value > item.ref_high else "L" if value < item.ref_low else "N"
+            code = f"{item.local_code}^{item.local_name}^L"
+            if item.loinc:
+                code += f"^{item.loinc}^{item.loinc_name}^LN"
+            segments.append(
+                f"OBX|{n}|NM|{code}||{value}|{item.unit}|{item.ref_low}-{item.ref_high}|{flag}|||F|||"
+                f"{_hl7_ts(reported)}"
+            )
+            self.results += 1
+        return "\r".join(segments) + "\r"
+
+    def _maybe_defect(self, message: str) -> tuple[str, str, str]:
+        """Possibly damage a message in a labelled way; returns (message, defect type, field)."""
+        roll = self.rng.random()
+        r = self.rates
+        if roll < r["malformed_hl7"]:
+            segments = message.split("\r")
+            return "\r".join(s for s in segments if not s.startswith("MSH")), "malformed_hl7", "MSH"
+        roll -= r["malformed_hl7"]
+        if roll < r["out_of_range"]:
+            head, _, rest = message.partition("\rOBX|1|NM|")
+            fields = rest.split("|")
+            fields[2] = (
+                "-" + fields[2].lstrip("-") if self.rng.random() < 0.5 else str(float(fields[2] or 0) * 100 + 999)
+            )
+            return head + "\rOBX|1|NM|" + "|".join(fields), "out_of_range", "OBX-5"
+        roll -= r["out_of_range"]
+        if roll < r["unmapped_code"]:
+            head, _, rest = message.partition("\rOBX|1|NM|")
+            fields = rest.split("|")
+            fields[0] = f"L99{self.rng.randint(10, 99)}^院内自定项目^L"
+            return head + "\rOBX|1|NM|" + "|".join(fields), "unmapped_code", "OBX-3"
+        roll -= r["unmapped_code"]
+        if roll < r["missing_required"]:
+            head, _, rest = message.partition("\rPID|1||")
+            return head + "\rPID|1||" + rest[rest.index("|") :], "missing_required", "PID-3"
+        return message, "", ""
+
+    def finish(self) -> dict[str, int]:
+        return {"messages": self.messages, "results": self.results}
+
+
+def make_writer(ctx: WriterContext) -> LisWriter:
+    return LisWriter(ctx)
