@@ -10,6 +10,7 @@ from synthetic.events import SourceWriter, WriterContext
 WRITER_MODULES: dict[str, str] = {
     "lis": "synthetic.lis",
     "emr": "synthetic.emr",
+    "pacs": "synthetic.pacs",
 }
 
 

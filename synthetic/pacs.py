@@ -1,0 +1,198 @@
+"""Synthetic PACS: imaging studies for the day's encounters as DICOM Part-10 files (headers, no pixel data,
+UTF-8 Chinese names) plus one imaging report per study (JSON), in the institution's PACS drop folder."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import cache
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
+
+from synthetic.events import Encounter, WriterContext
+from synthetic.population import DATA
+
+KIND = "pacs"
+STUDY_SHARE = {"op": 0.05, "em": 0.25, "ip": 0.5}
+PRIMARY_CARE_FACTOR = 0.3  # township centres: DR and ultrasound only, far fewer studies
+PRIMARY_CARE_MODALITIES = ("DX", "US")
+ABNORMAL_IF_RELATED = 0.7
+DEFECT_RATES = {"missing_required": 0.003, "unmapped_code": 0.003, "out_of_range": 0.003}
+EXPECTED_RULE = {"missing_required": "PACS-PATIENT-ID", "unmapped_code": "PACS-EXAM-CODE",
+                 "out_of_range": "PACS-REPORT-ORDER"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Exam:
+    code: str
+    name: str
+    modality: str
+    body_part: str
+    sop_class: str
+    settings: tuple[str, ...]
+    prefixes: tuple[str, ...]
+    normal_finding: str
+    abnormal_finding: str
+    normal_impression: str
+    abnormal_impression: str
+
+
+@cache
+def exams() -> tuple[Exam, ...]:
+    with (DATA / "imaging_exams.csv").open(encoding="utf-8") as handle:
+        return tuple(
+            Exam(
+                r["code"],
+                r["name"],
+                r["modality"],
+                r["body_part"],
+                r["sop_class"],
+                tuple(r["settings"].split("|")),
+                tuple(r["icd10_prefixes"].split("|")),
+                r["normal_finding"],
+                r["abnormal_finding"],
+                r["normal_impression"],
+                r["abnormal_impression"],
+            )
+            for r in csv.DictReader(handle)
+        )
+
+
+def uid(*parts: str) -> str:
+    """A deterministic DICOM UID under the 2.25 (UUID-derived) root."""
+    return "2.25." + str(int(hashlib.sha1("|".join(parts).encode()).hexdigest()[:30], 16))
+
+
+class PacsWriter:
+    kind = KIND
+
+    def __init__(self, ctx: WriterContext) -> None:
+        self.ctx = ctx
+        self.rng = random.Random(ctx.seed)
+        self.primary = ctx.institution_type != "二级医院"
+        self.rates = {k: v * ctx.defect_multiplier for k, v in DEFECT_RATES.items()}
+        self.studies = 0
+        self.seq = 0
+
+    def on_day(self, day: date, encounters: list[Encounter]) -> None:
+        records: list[list[str]] = []
+        defects: list[list[str]] = []
+        for enc in encounters:
+            share = STUDY_SHARE[enc.setting] * (PRIMARY_CARE_FACTOR if self.primary else 1.0)
+            if self.rng.random() >= share:
+                continue
+            options = [e for e in exams() if enc.setting in e.settings
+                       and (not self.primary or e.modality in PRIMARY_CARE_MODALITIES)]  # fmt: skip
+            related = [e for e in options if any(enc.icd10.startswith(p) for p in e.prefixes)]
+            if not options:
+                continue
+            exam = self.rng.choice(related) if related and self.rng.random() < 0.8 else self.rng.choice(options)
+            abnormal = exam in related and self.rng.random() < ABNORMAL_IF_RELATED
+            self.seq += 1
+            accession = f"{self.ctx.short[:4]}{day:%y%m%d}{self.seq:06d}"  # SH: at most 16 characters
+            studied = max(enc.start, datetime.combine(day, datetime.min.time())) + timedelta(
+                minutes=self.rng.randint(20, 300)
+            )
+            defect = self._defect()
+            dicom_rel = f"dicom/{day:%Y%m%d}/{accession}.dcm"
+            report_rel = f"reports/{day:%Y%m%d}/{accession}.json"
+            self._write_dicom(dicom_rel, enc, exam, accession, studied, defect)
+            self._write_report(report_rel, enc, exam, accession, studied, abnormal, defect)
+            for rel, entity in ((dicom_rel, "imaging_study"), (report_rel, "imaging_report")):
+                records.append([self.ctx.org_code, "PACS", entity, rel, accession, enc.person.person_id])
+            if defect:
+                rel, field = {
+                    "missing_required": (dicom_rel, "PatientID"),
+                    "unmapped_code": (report_rel, "exam_code"),
+                    "out_of_range": (report_rel, "report_time"),
+                }[defect]
+                defects.append([self.ctx.org_code, KIND, rel, accession, defect, field, EXPECTED_RULE[defect]])
+            self.studies += 1
+        self.ctx.truth.records(records)
+        self.ctx.truth.defects(defects)
+
+    def _defect(self) -> str:
+        roll = self.rng.random()
+        for name, rate in self.rates.items():
+            if roll < rate:
+                return name
+            roll -= rate
+        return ""
+
+    def _write_dicom(self, rel: str, enc: Encounter, exam: Exam, accession: str, studied: datetime,
+                     defect: str) -> None:  # fmt: skip
+        org = self.ctx.org_code
+        study_uid = uid(org, accession, "study")
+        series_uid = uid(org, accession, "series")
+        sop_uid = uid(org, accession, "instance", "1")
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = exam.sop_class
+        meta.MediaStorageSOPInstanceUID = sop_uid
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.SOPClassUID = exam.sop_class
+        ds.SOPInstanceUID = sop_uid
+        ds.StudyDate = ds.SeriesDate = ds.ContentDate = studied.strftime("%Y%m%d")
+        ds.StudyTime = ds.SeriesTime = ds.ContentTime = studied.strftime("%H%M%S")
+        ds.AccessionNumber = accession
+        ds.Modality = exam.modality
+        ds.InstitutionName = self.ctx.name
+        ds.ReferringPhysicianName = enc.doctor_id
+        ds.StudyDescription = exam.name
+        ds.SeriesDescription = exam.name
+        ds.PatientName = f"{enc.patient_name[:1]}^{enc.patient_name[1:]}"
+        ds.PatientID = "" if defect == "missing_required" else enc.local_patient_id
+        ds.IssuerOfPatientID = org
+        ds.PatientBirthDate = enc.person.birth_date.strftime("%Y%m%d")
+        ds.PatientSex = "M" if enc.person.sex == "1" else "F"
+        ds.AdmissionID = enc.encounter_key
+        ds.BodyPartExamined = exam.body_part
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uid
+        ds.StudyID = accession[-6:]
+        ds.SeriesNumber = 1
+        ds.InstanceNumber = 1
+        path = self.ctx.out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+
+    def _write_report(self, rel: str, enc: Encounter, exam: Exam, accession: str, studied: datetime,
+                      abnormal: bool, defect: str) -> None:  # fmt: skip
+        reported = studied + timedelta(minutes=self.rng.randint(30, 24 * 60))
+        if defect == "out_of_range":
+            reported = studied - timedelta(minutes=self.rng.randint(30, 600))
+        report = {
+            "accession_number": accession,
+            "org_code": self.ctx.org_code,
+            "patient_id": enc.local_patient_id,
+            "patient_name": enc.patient_name,
+            "encounter_key": enc.encounter_key,
+            "exam_code": f"X{self.rng.randint(100, 999)}" if defect == "unmapped_code" else exam.code,
+            "exam_name": exam.name,
+            "modality": exam.modality,
+            "study_time": studied.strftime("%Y-%m-%d %H:%M:%S"),
+            "检查所见": exam.abnormal_finding if abnormal else exam.normal_finding,
+            "诊断意见": exam.abnormal_impression if abnormal else exam.normal_impression,
+            "abnormal": abnormal,
+            "reporting_doctor": f"R{self.rng.randint(1, 40):03d}",
+            "verifying_doctor": f"R{self.rng.randint(41, 60):03d}",
+            "report_time": reported.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        path = self.ctx.out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+
+    def finish(self) -> dict[str, int]:
+        return {"studies": self.studies, "reports": self.studies}
+
+
+def make_writer(ctx: WriterContext) -> PacsWriter:
+    return PacsWriter(ctx)
