@@ -11,6 +11,7 @@ WRITER_MODULES: dict[str, str] = {
     "lis": "synthetic.lis",
     "emr": "synthetic.emr",
     "pacs": "synthetic.pacs",
+    "public_health": "synthetic.public_health",
 }
 
 
