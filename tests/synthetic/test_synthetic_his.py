@@ -18,7 +18,9 @@ MAPPED_SEX = {"男", "女", "未知", "M", "F", "U"}
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> synthetic.GenerationSummary:
-    return synthetic.generate(load_config(), size="tiny", out_dir=tmp_path_factory.mktemp("tiny"), seed=11)
+    return synthetic.generate(
+        load_config(), size="tiny", out_dir=tmp_path_factory.mktemp("tiny"), seed=11, kinds=("his",)
+    )
 
 
 def _dump(path: Path) -> list[tuple]:
@@ -33,13 +35,13 @@ def _read(path: Path) -> list[dict[str, str]]:
 
 
 def test_same_seed_gives_identical_output(tiny, tmp_path):
-    again = synthetic.generate(load_config(), size="tiny", out_dir=tmp_path, seed=11)
+    again = synthetic.generate(load_config(), size="tiny", out_dir=tmp_path, seed=11, kinds=("his",))
     for name in ("persons.csv", "source_records.csv", "defects.csv"):
         assert (tiny.truth_dir / name).read_bytes() == (again.truth_dir / name).read_bytes(), name
     for org in tiny.his:
         rel = Path("sources") / org / "his.sqlite"
         assert _dump(tiny.out_dir / rel) == _dump(again.out_dir / rel), org
-    other = synthetic.generate(load_config(), size="tiny", out_dir=tmp_path / "other", seed=12)
+    other = synthetic.generate(load_config(), size="tiny", out_dir=tmp_path / "other", seed=12, kinds=("his",))
     assert (other.truth_dir / "persons.csv").read_bytes() != (tiny.truth_dir / "persons.csv").read_bytes()
 
 
@@ -127,7 +129,7 @@ def test_every_labelled_defect_is_in_the_source(tiny):
 
 
 def test_demo_size_labels_every_his_defect_kind(tmp_path):
-    demo = synthetic.generate(load_config(), size="demo", out_dir=tmp_path, seed=3)
+    demo = synthetic.generate(load_config(), size="demo", out_dir=tmp_path, seed=3, kinds=("his",))
     kinds = {d["defect_type"] for d in _read(demo.truth_dir / "defects.csv")}
     assert kinds == set(synthetic.his.EXPECTED_RULE)
     assert demo.persons == 20000 and sum(c.outpatient for c in demo.his.values()) > 15000
