@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from xml.sax.saxutils import escape
 
 from synthetic.events import Encounter, WriterContext
+from synthetic.files import FolderMaker
 
 KIND = "emr"
 GENDER_OID = "2.16.156.10011.2.3.3.4"  # GB/T 2261.1 value set
@@ -53,6 +54,7 @@ class EmrWriter:
         self.rates = {k: v * ctx.defect_multiplier for k, v in DEFECT_RATES.items()}
         self.open_stays: dict[str, Encounter] = {}
         self.documents = 0
+        self.files = FolderMaker()
 
     def on_day(self, day: date, encounters: list[Encounter]) -> None:
         records: list[list[str]] = []
@@ -78,9 +80,7 @@ class EmrWriter:
             else:
                 rel, text = self._cda(doc_type, enc, day, defect)
                 key = rel.rsplit("/", 1)[1].removesuffix(".xml")
-            path = self.ctx.out_dir / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(text.encode("utf-8"))
+            self.files.write_bytes(self.ctx.out_dir / rel, text.encode("utf-8"))
             self.documents += 1
             records.append([self.ctx.org_code, "EMR", "clinical_document", rel, key, enc.person.person_id])
             if defect:

@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 from synthetic.events import Encounter, WriterContext
+from synthetic.files import FolderMaker
 from synthetic.population import DATA
 
 KIND = "pacs"
@@ -78,6 +79,7 @@ class PacsWriter:
         self.rates = {k: v * ctx.defect_multiplier for k, v in DEFECT_RATES.items()}
         self.studies = 0
         self.seq = 0
+        self.files = FolderMaker()
 
     def on_day(self, day: date, encounters: list[Encounter]) -> None:
         records: list[list[str]] = []
@@ -161,7 +163,7 @@ class PacsWriter:
         ds.SeriesNumber = 1
         ds.InstanceNumber = 1
         path = self.ctx.out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.files.ensure(path.parent)
         ds.save_as(path, enforce_file_format=True)
 
     def _write_report(self, rel: str, enc: Encounter, exam: Exam, accession: str, studied: datetime,
@@ -186,9 +188,7 @@ class PacsWriter:
             "verifying_doctor": f"R{self.rng.randint(41, 60):03d}",
             "report_time": reported.strftime("%Y-%m-%d %H:%M:%S"),
         }
-        path = self.ctx.out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+        self.files.write_bytes(self.ctx.out_dir / rel, json.dumps(report, ensure_ascii=False, indent=1).encode())
 
     def finish(self) -> dict[str, int]:
         return {"studies": self.studies, "reports": self.studies}

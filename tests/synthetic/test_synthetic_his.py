@@ -152,3 +152,17 @@ def test_identity_noise_is_recorded_and_present(tiny):
             assert len(value) == 15 and value[:6] == person["id_no"][:6]
         elif n["noise_type"] == "day_month_swap":
             assert value.replace("-", "") != person["birth_date"].replace("-", "")
+
+
+def test_output_does_not_depend_on_worker_count(tmp_path):
+    config = load_config()
+    one = synthetic.generate(config, size="tiny", out_dir=tmp_path / "one", seed=13, workers=1)
+    two = synthetic.generate(config, size="tiny", out_dir=tmp_path / "two", seed=13, workers=2)
+    assert one.records == two.records
+    files = sorted(p.relative_to(one.out_dir) for p in one.out_dir.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two.out_dir) for p in two.out_dir.rglob("*") if p.is_file())
+    for rel in files:
+        if rel.suffix == ".sqlite":
+            assert _dump(one.out_dir / rel) == _dump(two.out_dir / rel)
+        else:
+            assert (one.out_dir / rel).read_bytes() == (two.out_dir / rel).read_bytes(), rel
