@@ -17,7 +17,6 @@ KIND = "emr"
 GENDER_OID = "2.16.156.10011.2.3.3.4"  # GB/T 2261.1 value set
 ICD10_OID = "2.16.156.10011.2.3.3.11"  # ICD-10 (国家临床版)
 ID_CARD_OID = "2.16.156.10011.1.3"  # 居民身份证号
-DEFECT_RATES = {"malformed_xml": 0.003, "missing_required": 0.004, "discharge_before_admission": 0.003}
 EXPECTED_RULE = {
     "malformed_xml": "CDA-PARSE", "malformed_json": "FHIR-PARSE", "missing_required": "CDA-PATIENT-ID",
     "discharge_before_admission": "ENC-DISCHARGE-ORDER",
@@ -51,7 +50,7 @@ class EmrWriter:
         self.ctx = ctx
         self.rng = random.Random(ctx.seed)
         self.fhir = ctx.settings.get("format") == "fhir"
-        self.rates = {k: v * ctx.defect_multiplier for k, v in DEFECT_RATES.items()}
+        self.rates = {k: v * ctx.defect_multiplier for k, v in ctx.profiles["defects"]["by_kind"][KIND].items()}
         self.open_stays: dict[str, Encounter] = {}
         self.documents = 0
         self.files = FolderMaker()

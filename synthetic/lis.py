@@ -14,8 +14,6 @@ from synthetic.population import DATA
 
 KIND = "lis"
 MESSAGES_PER_FILE = 200
-# Share of encounters with lab orders, by setting; primary care orders fewer.
-ORDER_SHARE = {"op": 0.35, "em": 0.70, "ip": 0.95}
 PRIMARY_CARE_FACTOR = 0.5
 # Panels a diagnosis (ICD-10 prefix) makes likely, and how it shifts results (item → mean, sd when ill).
 PANELS_BY_DIAGNOSIS = {
@@ -30,8 +28,6 @@ ILL_VALUES = {
     "J20": {"L0101": (10.5, 2.5), "L0601": (18.0, 10.0)}, "N18": {"L0203": (260.0, 90.0), "L0204": (14.0, 4.0)},
     "E78": {"L0401": (6.4, 0.8), "L0402": (2.6, 0.9), "L0403": (4.2, 0.6)}, "K35": {"L0101": (14.0, 3.0)},
 }  # fmt: skip
-# Labelled defect rates per message (× the institution's defect multiplier).
-DEFECT_RATES = {"malformed_hl7": 0.002, "out_of_range": 0.003, "unmapped_code": 0.004, "missing_required": 0.002}
 EXPECTED_RULE = {
     "malformed_hl7": "HL7-PARSE", "out_of_range": "LAB-VALUE-RANGE", "unmapped_code": "LAB-LOINC-MAPPED",
     "missing_required": "LAB-PATIENT-ID",
@@ -95,7 +91,8 @@ class LisWriter:
     def __init__(self, ctx: WriterContext) -> None:
         self.ctx = ctx
         self.rng = random.Random(ctx.seed)
-        self.rates = {k: v * ctx.defect_multiplier for k, v in DEFECT_RATES.items()}
+        self.rates = {k: v * ctx.defect_multiplier for k, v in ctx.profiles["defects"]["by_kind"][KIND].items()}
+        self.order_share = ctx.profiles["lab_order_share"]
         self.primary = ctx.institution_type != "二级医院"
         self.messages = 0
         self.results = 0
@@ -104,7 +101,7 @@ class LisWriter:
     def on_day(self, day: date, encounters: list[Encounter]) -> None:
         batch: list[tuple[str, Encounter, str]] = []  # (message, encounter, control id)
         for enc in encounters:
-            share = ORDER_SHARE[enc.setting] * (PRIMARY_CARE_FACTOR if self.primary else 1.0)
+            share = self.order_share[enc.setting] * (PRIMARY_CARE_FACTOR if self.primary else 1.0)
             if self.rng.random() >= share:
                 continue
             wanted = PANELS_BY_DIAGNOSIS.get(enc.icd10[:3], ["P01"])

@@ -19,11 +19,9 @@ from synthetic.files import FolderMaker
 from synthetic.population import DATA
 
 KIND = "pacs"
-STUDY_SHARE = {"op": 0.05, "em": 0.25, "ip": 0.5}
 PRIMARY_CARE_FACTOR = 0.3  # township centres: DR and ultrasound only, far fewer studies
 PRIMARY_CARE_MODALITIES = ("DX", "US")
 ABNORMAL_IF_RELATED = 0.7
-DEFECT_RATES = {"missing_required": 0.003, "unmapped_code": 0.003, "out_of_range": 0.003}
 EXPECTED_RULE = {"missing_required": "PACS-PATIENT-ID", "unmapped_code": "PACS-EXAM-CODE",
                  "out_of_range": "PACS-REPORT-ORDER"}  # fmt: skip
 
@@ -76,7 +74,8 @@ class PacsWriter:
         self.ctx = ctx
         self.rng = random.Random(ctx.seed)
         self.primary = ctx.institution_type != "二级医院"
-        self.rates = {k: v * ctx.defect_multiplier for k, v in DEFECT_RATES.items()}
+        self.rates = {k: v * ctx.defect_multiplier for k, v in ctx.profiles["defects"]["by_kind"][KIND].items()}
+        self.study_share = ctx.profiles["imaging_share"]
         self.studies = 0
         self.seq = 0
         self.files = FolderMaker()
@@ -85,7 +84,7 @@ class PacsWriter:
         records: list[list[str]] = []
         defects: list[list[str]] = []
         for enc in encounters:
-            share = STUDY_SHARE[enc.setting] * (PRIMARY_CARE_FACTOR if self.primary else 1.0)
+            share = self.study_share[enc.setting] * (PRIMARY_CARE_FACTOR if self.primary else 1.0)
             if self.rng.random() >= share:
                 continue
             options = [e for e in exams() if enc.setting in e.settings

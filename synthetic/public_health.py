@@ -23,17 +23,6 @@ from synthetic.population import DATA, Person
 
 KIND = "public_health"
 MODIFIED = re.compile(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)")
-ENROLLED = 0.85  # share of residents with a health record (建档率)
-ENROLLED_DURING_WINDOW = 0.04
-HYPERTENSION_BY_AGE = ((45, 0.05), (65, 0.25), (200, 0.45))  # (age below, prevalence)
-DIABETES_SHARE_OF_HYPERTENSION = 0.35
-IRREGULAR_FOLLOWUP = 0.25  # patients followed up less than every 90 days
-BP_CONTROLLED = 0.65
-FBG_CONTROLLED = 0.55
-ELDERLY_CHECKED_PER_YEAR = 0.6
-GBK_SHARE = 0.5  # institutions whose system exports CSV in GBK
-ROW_DEFECTS = {"missing_required": 0.003, "out_of_range": 0.003, "invalid_id_check": 0.002, "duplicate_record": 0.003}
-FILE_DEFECTS = {"malformed_csv": 0.02, "late_delivery": 0.03}
 EXPECTED_RULE = {
     "malformed_csv": "PH-FILE-PARSE", "missing_required": "PH-REQUIRED", "out_of_range": "PH-VALUE-RANGE",
     "invalid_id_check": "PAT-ID-CHECK", "late_delivery": "TIMELINESS-CUTOFF", "duplicate_record": "PH-DUPLICATE",
@@ -78,9 +67,11 @@ class PublicHealthWriter:
     def __init__(self, ctx: WriterContext) -> None:
         self.ctx = ctx
         self.rng = random.Random(ctx.seed)
-        self.encoding = "gbk" if self.rng.random() < GBK_SHARE else "utf-8"
-        self.row_rates = {k: v * ctx.defect_multiplier for k, v in ROW_DEFECTS.items()}
-        self.file_rates = {k: v * ctx.defect_multiplier for k, v in FILE_DEFECTS.items()}
+        self.care = ctx.profiles["public_health"]
+        rates = ctx.profiles["defects"]["by_kind"]
+        self.encoding = "gbk" if self.rng.random() < self.care["gbk_share"] else "utf-8"
+        self.row_rates = {k: v * ctx.defect_multiplier for k, v in rates["public_health_rows"].items()}
+        self.file_rates = {k: v * ctx.defect_multiplier for k, v in rates["public_health_files"].items()}
         self.pending: dict[str, Pending] = {name: Pending() for name in ENTITY_COUNTS}
         self.counts = dict.fromkeys(ENTITY_COUNTS.values(), 0)
         self.seq = 0
@@ -96,10 +87,11 @@ class PublicHealthWriter:
         start, end = self.ctx.start, self.ctx.end
         days = (end - start).days + 1
         schedule = headers()["immunisation_schedule"]
+        care = self.care
         for n, person in enumerate(self.ctx.people, start=1):
-            if self.rng.random() >= ENROLLED:
+            if self.rng.random() >= care["enrolled"]:
                 continue
-            during = self.rng.random() < ENROLLED_DURING_WINDOW
+            during = self.rng.random() < care["enrolled_during_window"]
             if during:
                 created = start + timedelta(days=self.rng.randrange(days))
             else:
@@ -108,11 +100,11 @@ class PublicHealthWriter:
             resident = Resident(person, f"{person.township_code}{n:08d}", created,
                                 f"Y{self.rng.randint(1, 30):03d}")  # fmt: skip
             age = _age(person, start)
-            prevalence = next(p for limit, p in HYPERTENSION_BY_AGE if age < limit) if age >= 18 else 0.0
+            prevalence = next(p for limit, p in care["hypertension_by_age"] if age < limit) if age >= 18 else 0.0
             if self.rng.random() < prevalence:
                 resident.hypertension = True
-                resident.diabetes = self.rng.random() < DIABETES_SHARE_OF_HYPERTENSION
-                resident.irregular = self.rng.random() < IRREGULAR_FOLLOWUP
+                resident.diabetes = self.rng.random() < care["diabetes_share_of_hypertension"]
+                resident.irregular = self.rng.random() < care["irregular_followup"]
                 first = start + timedelta(days=self.rng.randrange(90))
                 self.followups.setdefault(first, []).append((resident, False))
                 if resident.diabetes:
@@ -125,7 +117,7 @@ class PublicHealthWriter:
                 due = person.birth_date + timedelta(days=int(at_days) + self.rng.randint(0, 10))
                 if start <= due <= end:
                     self.vaccinations.setdefault(due, []).append((resident, str(vaccine), int(dose)))
-            if age >= 65 and self.rng.random() < ELDERLY_CHECKED_PER_YEAR * days / 365:
+            if age >= 65 and self.rng.random() < care["elderly_checked_per_year"] * days / 365:
                 self.checkups.setdefault(start + timedelta(days=self.rng.randrange(days)), []).append(resident)
         # the initial stock export: every record created before the window
         for resident in self.residents:
@@ -145,7 +137,7 @@ class PublicHealthWriter:
                 "created": r.created.isoformat(), "org": self.ctx.name, "doctor": r.doctor}  # fmt: skip
 
     def _followup(self, r: Resident, day: date, diabetes: bool) -> dict[str, Any]:
-        controlled = self.rng.random() < BP_CONTROLLED
+        controlled = self.rng.random() < self.care["bp_controlled"]
         sbp = round(self.rng.gauss(128, 7) if controlled else self.rng.gauss(152, 9))
         dbp = round(self.rng.gauss(80, 5) if controlled else self.rng.gauss(94, 6))
         interval = self.rng.randint(120, 200) if r.irregular else self.rng.randint(80, 95)
@@ -155,7 +147,7 @@ class PublicHealthWriter:
                "sbp": sbp, "dbp": dbp, "medication": self.rng.choice(("规律", "间断", "不服药")),
                "next_date": (day + timedelta(days=interval)).isoformat(), "doctor": r.doctor}  # fmt: skip
         if diabetes:
-            fbg_ok = self.rng.random() < FBG_CONTROLLED
+            fbg_ok = self.rng.random() < self.care["fbg_controlled"]
             row["fbg"] = round(self.rng.gauss(6.2, 0.5) if fbg_ok else self.rng.gauss(8.9, 1.4), 1)
         self.followups.setdefault(day + timedelta(days=interval), []).append((r, diabetes))
         return row
