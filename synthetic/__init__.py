@@ -182,14 +182,15 @@ def generate(
     summary = GenerationSummary(size, seed, out_dir, truth_dir, start=start, end=end)
     if progress:
         progress(f"population of {spec['persons']} residents")
-    people = generate_population(config.county, int(spec["persons"]), seed, end)
+    profiles = load_profiles()
+    same_name = float(profiles["identity_noise"]["same_name_neighbour"])
+    people = generate_population(config.county, int(spec["persons"]), seed, end, same_name)
     summary.persons = len(people)
     with (truth_dir / "persons.csv").open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(PERSON_FIELDS)
         for p in people:
             writer.writerow([getattr(p, f) for f in PERSON_FIELDS])
-    profiles = load_profiles()
     plans = plan_institutions(config, people, int(spec["days"]), profiles, end)
     job = _Job(config, plans, out_dir, profiles, start, end, seed, his_url_template, kinds)
     if workers is None:  # forking pays off only for large counties

@@ -120,7 +120,8 @@ def increment(
     spec = synthetic.load_sizes()["sizes"][state["size"]]
     seed, end = int(state["seed"]), date.fromisoformat(state["end"])
     profiles = synthetic.load_profiles()
-    people = generate_population(config.county, int(spec["persons"]), seed, end)
+    same_name = float(profiles["identity_noise"]["same_name_neighbour"])
+    people = generate_population(config.county, int(spec["persons"]), seed, end, same_name)
     plans = plan_institutions(config, people, int(spec["days"]), profiles, end)
     existing = _existing_patients(truth_dir)
     summary = IncrementSummary(day)

@@ -125,10 +125,12 @@ def _poisson_count(rng: random.Random, expected: float) -> int:
 
 
 def _typo(rng: random.Random, name: str) -> str:
-    subs = given_chars()["homophones"]
+    """The name with one given-name character replaced by a homophone (同音字) or a look-alike (形近字)."""
+    chars = given_chars()
+    subs = {**chars["lookalikes"], **chars["homophones"]}
     positions = [i for i, ch in enumerate(name) if i > 0 and ch in subs]
     if not positions:
-        return name[0] + name[1:][::-1] if len(name) > 2 else name
+        return name
     i = rng.choice(positions)
     return name[:i] + subs[name[i]] + name[i + 1 :]
 
@@ -376,6 +378,12 @@ def _patient_row(
     if rng.random() < noise["phone_changed"]:
         phone = phone[:3] + f"{rng.randrange(10**8):08d}"
         noted("phone_changed", "LXDH" if a else "mobile")
+    address = p.address
+    if rng.random() < noise["address_changed"]:  # moved within the township: another village
+        village = address[address.index(p.township_name) + len(p.township_name) :].split("村")[0]
+        moved = str(rng.choice([v for v in range(1, 31) if str(v) != village]))
+        address = address.replace(f"{p.township_name}{village}村", f"{p.township_name}{moved}村", 1)
+        noted("address_changed", "JTDZ" if a else "address")
     if rng.random() < noise["missing_id"]:
         id_no, id_type = None, None
         noted("missing_id", "ZJHM" if a else "id_card_no")
@@ -408,10 +416,10 @@ def _patient_row(
     if rng.random() < 0.08:
         updated = min(registered + timedelta(days=rng.randint(1, 30)), datetime.combine(end, datetime.min.time()))
     if vendor == "vendor_a":
-        return [key, name, sex_value, f"{birth:%Y%m%d}", id_type, id_no, phone, p.address,
+        return [key, name, sex_value, f"{birth:%Y%m%d}", id_type, id_no, phone, address,
                 ETHNICITY_NAMES.get(p.ethnicity, "汉族"), MARITAL_A[p.marital], INSURANCE_A[p.insurance],
                 _ts(updated), "0"]  # fmt: skip
-    return [key, name, sex_value, birth.isoformat(), id_type, id_no, phone, p.address, p.ethnicity,
+    return [key, name, sex_value, birth.isoformat(), id_type, id_no, phone, address, p.ethnicity,
             MARITAL_B[p.marital], p.insurance, _ts(updated), "0"]  # fmt: skip
 
 
@@ -478,6 +486,7 @@ def plan_institutions(
                     "phone_changed": float(noise_cfg["phone_changed"]),
                     "day_month_swap": float(noise_cfg["day_month_swap"]),
                     "other_document": float(noise_cfg["other_document"]),
+                    "address_changed": float(noise_cfg["address_changed"]),
                 },
             )
         )

@@ -64,7 +64,9 @@ def _phone(rng: random.Random) -> str:
     return rng.choice(("13", "15", "17", "18", "19")) + f"{rng.randrange(10**9):09d}"
 
 
-def generate_population(county: dict, persons: int, seed: int, end: date) -> list[Person]:
+def generate_population(
+    county: dict, persons: int, seed: int, end: date, same_name_rate: float = 0.003
+) -> list[Person]:
     """`persons` residents spread over the county's townships, deterministic for a seed."""
     rng = random.Random(seed)
     surnames, weights = _surnames()
@@ -104,10 +106,13 @@ def generate_population(county: dict, persons: int, seed: int, end: date) -> lis
                 if age < 22
                 else rng.choices(("20", "30", "40", "10"), weights=(85, 5 if age < 60 else 20, 4, 6))[0]
             )
+            name = surname + _given(rng, sex)
+            if m == 0 and people and rng.random() < same_name_rate and people[-1].sex == sex:
+                name = people[-1].name  # a neighbour of the same name and sex: a hard non-match for the MPI
             person = Person(
                 person_id=f"P{len(people) + 1:08d}",
                 household_id=f"H{household:07d}",
-                name=surname + _given(rng, sex),
+                name=name,
                 sex=sex,
                 birth_date=birth,
                 id_no=id_no,

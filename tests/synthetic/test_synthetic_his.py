@@ -150,6 +150,8 @@ def test_identity_noise_is_recorded_and_present(tiny):
             assert value is None
         elif n["noise_type"] == "legacy_15_digit_id":
             assert len(value) == 15 and value[:6] == person["id_no"][:6]
+        elif n["noise_type"] == "address_changed":
+            assert value != person["address"] and person["township_name"] in value  # moved within the township
         elif n["noise_type"] == "day_month_swap":
             assert value.replace("-", "") != person["birth_date"].replace("-", "")
 
