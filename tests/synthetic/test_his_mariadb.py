@@ -17,7 +17,7 @@ from warehouse import Warehouse, ensure_core
 def test_synthetic_his_on_mariadb_round_trip(tmp_path):
     config = write_config(tmp_path, f"duckdb:///{tmp_path}/w.duckdb", shorts=("RMYY", "QLWSY"))
     tag = uuid.uuid4().hex[:8]
-    template = f"{MARIADB}/hutong_test_{{short}}_{tag}?charset=utf8mb4"
+    template = f"{MARIADB}/hutong_test_synth_{{short}}_{tag}?charset=utf8mb4"
     try:
         summary = synthetic.generate(config, size="tiny", out_dir=tmp_path / "data", seed=9, his_url_template=template,
                                      kinds=("his",))  # fmt: skip
@@ -34,5 +34,5 @@ def test_synthetic_his_on_mariadb_round_trip(tmp_path):
         server = create_engine(MARIADB)
         with server.begin() as conn:
             for inst in config.institutions:
-                conn.execute(text(f"DROP DATABASE IF EXISTS hutong_test_{inst.short.lower()}_{tag}"))
+                conn.execute(text(f"DROP DATABASE IF EXISTS hutong_test_synth_{inst.short.lower()}_{tag}"))
         server.dispose()

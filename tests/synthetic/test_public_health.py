@@ -1,9 +1,11 @@
 """Synthetic public-health exports: dated files with Chinese headers, GBK or UTF-8 CSV, Excel, every row in the
-truth, valid 身份证号 except the labelled ones, labelled defects present, deterministic."""
+truth, valid 身份证号 except the labelled ones, every labelled defect visible in the files, deterministic."""
 
 from __future__ import annotations
 
 import csv
+from collections import defaultdict
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,10 +16,14 @@ from hutong.config import load_config
 from synthetic.identity import is_valid
 from synthetic.public_health import headers
 
+SEED = 55
+DATE_HEADERS = ("随访日期", "接种日期", "体检日期", "建档日期")
+DATASETS = {spec["file"]: name for name, spec in headers().items() if isinstance(spec, dict) and "file" in spec}
+
 
 @pytest.fixture(scope="module")
 def county(tmp_path_factory):
-    return synthetic.generate(load_config(), size="demo", out_dir=tmp_path_factory.mktemp("ph"), seed=55,
+    return synthetic.generate(load_config(), size="tiny", out_dir=tmp_path_factory.mktemp("ph"), seed=SEED,
                               kinds=("public_health",))  # fmt: skip
 
 
@@ -26,58 +32,137 @@ def _read(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _rows(path: Path) -> tuple[list[str], list[list[str]], str]:
-    """Header, rows and encoding of one export (CSV in GBK or UTF-8, or Excel)."""
+def _has_chinese(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def _export(path: Path) -> tuple[list[str], dict[int, list[str] | None], str]:
+    """Header, rows by line number (None where a line does not decode) and encoding of one export."""
     if path.suffix == ".xlsx":
         sheet = load_workbook(path, read_only=True).active
         values = [["" if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)]
-        return values[0], values[1:], "xlsx"
-    raw = path.read_bytes()
+        return values[0], dict(enumerate(values[1:], start=2)), "xlsx"
+    lines = path.read_bytes().split(b"\r\n")
     try:
-        text, encoding = raw.decode("utf-8"), "utf-8"
+        header, encoding = lines[0].decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
-        text, encoding = raw.decode("gbk"), "gbk"
-    # line by line: a broken quote must not swallow the rows after it
-    rows = [next(csv.reader([line])) for line in text.split("\r\n") if line]
-    return rows[0], rows[1:], encoding
+        header, encoding = lines[0].decode("gbk"), "gbk"
+    rows: dict[int, list[str] | None] = {}
+    for number, raw in enumerate(lines[1:], start=2):  # line by line: a broken quote must not swallow the rest
+        if not raw:  # the final line break
+            continue
+        try:
+            rows[number] = next(csv.reader([raw.decode(encoding)]))
+        except UnicodeDecodeError:
+            rows[number] = None
+    return next(csv.reader([header])), rows, encoding
 
 
-def test_exports_are_dated_chinese_and_complete(county):
-    config = load_config()
-    truth = {(r["org_code"], r["source_table"], r["local_key"]) for r in _read(county.truth_dir / "source_records.csv")
-             if r["source_system"] == "PH"}  # fmt: skip
+@pytest.fixture(scope="module")
+def exports(county):
+    """(org, file name) → (path, header, rows by line, encoding) for every public-health export."""
+    found = {}
+    for inst in load_config().with_source("public_health"):
+        folder = county.out_dir / "sources" / inst.org_code / "public_health"
+        for path in sorted(folder.iterdir()):
+            found[(inst.org_code, path.name)] = (path, *_export(path))
+    return found
+
+
+def test_files_are_dated_with_chinese_headers_and_encodings(county, exports):
+    assert exports
+    kinds_seen = defaultdict(set)
+    for (org, name), (path, header, _, encoding) in exports.items():
+        stem = path.stem.split("_")
+        assert stem[0] in DATASETS, name
+        assert len(stem[1]) == 8 and date(int(stem[1][:4]), int(stem[1][4:6]), int(stem[1][6:]))
+        spec = headers()[DATASETS[stem[0]]]
+        assert header == list(spec["columns"].values())
+        assert all(_has_chinese(h) for h in header)
+        kinds_seen[org].add(encoding)
+        if encoding == "gbk":  # GBK files really are GBK: Chinese text that UTF-8 cannot read
+            raw = path.read_bytes()
+            with pytest.raises(UnicodeDecodeError):
+                raw.decode("utf-8")
+            assert _has_chinese(raw.split(b"\r\n")[0].decode("gbk"))
+    csv_encodings = {e for encodings in kinds_seen.values() for e in encodings if e != "xlsx"}
+    assert csv_encodings == {"gbk", "utf-8"}  # some institutions export GBK, others UTF-8
+    assert all(len(encodings - {"xlsx"}) == 1 for encodings in kinds_seen.values())  # one encoding per institution
+    assert any("xlsx" in encodings for encodings in kinds_seen.values())
+    assert {DATASETS[name.split("_")[0]] for _, name in exports} == set(DATASETS.values())
+
+
+def test_every_row_in_truth_and_every_defect_visible(county, exports):
+    records = _read(county.truth_dir / "source_records.csv")
+    truth = {(r["org_code"], r["source_table"], r["local_key"]): r for r in records if r["source_system"] == "PH"}
+    persons = {r["person_id"]: r for r in _read(county.truth_dir / "persons.csv")}
     defects = [d for d in _read(county.truth_dir / "defects.csv") if d["source_kind"] == "public_health"]
+    assert defects
+    labelled = {(d["org_code"], d["source_table"], d["local_key"]): d for d in defects}
     broken = {(d["org_code"], d["local_key"]) for d in defects if d["defect_type"] == "malformed_csv"}
-    flagged_ids = {(d["org_code"], d["local_key"]) for d in defects if d["defect_type"] == "invalid_id_check"}
-    files = encodings = 0
-    seen_encodings = set()
-    found = set()
-    for inst in config.with_source("public_health"):
-        for path in sorted((county.out_dir / "sources" / inst.org_code / "public_health").iterdir()):
-            stem = path.stem.split("_")
-            assert stem[0] in {spec["file"] for spec in headers().values() if isinstance(spec, dict)}
-            assert len(stem[1]) == 8 and stem[1].isdigit()
-            header, rows, encoding = _rows(path)
-            seen_encodings.add(encoding)
-            assert all(any("\u4e00" <= ch <= "\u9fff" for ch in h) or h.endswith(")") for h in header)
-            files += 1
-            for line, row in enumerate(rows, start=2):
-                if (inst.org_code, f"{path.name}#{line}") in broken:
-                    assert len(row) != len(header)
-                    continue
-                assert len(row) == len(header), (path, line)
-                found.add((inst.org_code, path.name, row[0]))
-                id_no = row[header.index("身份证号")]
-                if id_no and len(id_no) == 18:
-                    assert is_valid(id_no) != ((inst.org_code, row[0]) in flagged_ids)
-        encodings += 1
-    assert files > 100 and {"gbk", "utf-8", "xlsx"} <= seen_encodings
-    assert found <= truth and len(truth - found) == len(broken)  # every unbroken row is in the truth
-    kinds = {d["defect_type"] for d in defects}
-    assert {"missing_required", "out_of_range", "late_delivery", "duplicate_record", "malformed_csv"} <= kinds
+    rows_by_key: dict[tuple[str, str, str], list[str]] = {}
+    headers_by_file = {}
+    for (org, name), (_, header, rows, _) in exports.items():
+        headers_by_file[(org, name)] = header
+        for line, row in rows.items():
+            if (org, f"{name}#{line}") in broken:
+                assert row is None or len(row) != len(header) or row[-1].startswith("未闭合")
+                continue
+            assert row is not None and len(row) == len(header), (name, line)
+            key = (org, name, row[0])
+            assert key in truth, key  # every unbroken row is in the truth
+            rows_by_key[key] = row
+            person = persons[truth[key]["person_id"]]
+            id_no = row[header.index("身份证号")]
+            flagged = labelled.get(key, {}).get("defect_type") in {"invalid_id_check", "missing_required"}
+            if not flagged:  # the true person's valid id, unless the row is labelled
+                assert id_no == person["id_no"] and is_valid(id_no)
+    assert len(set(truth) - set(rows_by_key)) == len(broken)  # only rows on broken lines are unreadable
+    for d in defects:
+        org, name, key, kind = d["org_code"], d["source_table"], d["local_key"], d["defect_type"]
+        assert (org, name) in exports, d
+        if kind in {"malformed_csv", "late_delivery"}:
+            if kind == "late_delivery":  # every row's day lies two or more days before the file's date
+                stamp = name.split("_")[1][:8]
+                day = date(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:]))
+                header = headers_by_file[(org, name)]
+                column = next(header.index(h) for h in DATE_HEADERS if h in header)
+                values = [r[column] for r in exports[(org, name)][2].values() if r and len(r) == len(header)]
+                assert values and all(not v or date.fromisoformat(v) <= day - timedelta(days=2) for v in values)
+            continue
+        if (org, name, key) not in rows_by_key:  # on a broken line too
+            continue
+        row, header = rows_by_key[(org, name, key)], headers_by_file[(org, name)]
+        value = row[header.index(d["field"])]
+        if kind == "missing_required":
+            assert value == "" and d["field"] in {"身份证号", "随访日期", "接种日期", "体检日期"}
+        elif kind == "invalid_id_check":
+            assert len(value) == 18 and not is_valid(value)
+        elif kind == "out_of_range":
+            assert float(value) in {400.0, -1.0}
+        elif kind == "duplicate_record":
+            twins = [r for k, r in rows_by_key.items() if k[:2] == (org, name) and k[2] != key and r[1:] == row[1:]]
+            assert twins, key
+        else:
+            raise AssertionError(f"unknown defect {kind}")
+    assert {"missing_required", "invalid_id_check", "duplicate_record", "malformed_csv", "late_delivery"} <= {
+        d["defect_type"] for d in defects}  # fmt: skip
+
+
+def test_management_volumes_are_plausible(county):
+    counts: dict[str, int] = defaultdict(int)
+    for kinds in county.other.values():
+        for name, n in kinds.get("public_health", {}).items():
+            counts[name] += n
+    assert counts["health_records"] > 0.7 * county.persons  # the stock export: most residents have a record
+    assert counts["hypertension_followups"] > 0 and counts["diabetes_followups"] > 0
+    assert counts["vaccinations"] > 0 and counts["elderly_checkups"] > 0
 
 
 def test_same_seed_same_files(county, tmp_path):
-    again = synthetic.generate(load_config(), size="demo", out_dir=tmp_path, seed=55, kinds=("public_health",))
-    for path in sorted((county.out_dir / "sources").rglob("public_health/*"))[:150]:
+    again = synthetic.generate(load_config(), size="tiny", out_dir=tmp_path, seed=SEED, kinds=("public_health",))
+    paths = sorted((county.out_dir / "sources").rglob("public_health/*"))
+    assert paths and sorted(p.relative_to(county.out_dir) for p in paths) == sorted(
+        p.relative_to(again.out_dir) for p in (again.out_dir / "sources").rglob("public_health/*"))  # fmt: skip
+    for path in paths:  # CSV and Excel alike are byte-identical
         assert path.read_bytes() == (again.out_dir / path.relative_to(county.out_dir)).read_bytes(), path.name
