@@ -23,7 +23,16 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from connectors.ledger import Batch, QuarantineRecord, now_local, record_failure, record_health, row_bytes, write_batch
+from connectors.ledger import (
+    Batch,
+    QuarantineRecord,
+    SourceError,
+    now_local,
+    record_failure,
+    record_health,
+    row_bytes,
+    write_batch,
+)
 from warehouse import Warehouse, append_raw, ensure_core, ensure_raw_table
 
 VENDOR_DIR = Path(__file__).with_name("his_vendors")
@@ -32,10 +41,6 @@ EPOCH = "1900-01-01 00:00:00"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 Progress = Callable[[str], None]
-
-
-class SourceError(Exception):
-    """A source system cannot be read (unreachable, missing table, bad mapping)."""
 
 
 @dataclass(frozen=True)

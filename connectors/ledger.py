@@ -22,6 +22,10 @@ def now_local(tz: str = DEFAULT_TZ) -> datetime:
     return datetime.now(ZoneInfo(tz)).replace(tzinfo=None, microsecond=0)
 
 
+class SourceError(Exception):
+    """A source cannot be read at all (unreachable database, missing folder, bad mapping); other sources go on."""
+
+
 @dataclass
 class QuarantineRecord:
     """One input record that could not be landed, with the bytes as received."""
@@ -121,14 +125,25 @@ def record_failure(wh: Warehouse, batch: Batch, error: str) -> None:
 
 
 def record_health(
-    wh: Warehouse, org_code: str, source_kind: str, day: date, *, ok: bool, rows_loaded: int, error: str = ""
+    wh: Warehouse,
+    org_code: str,
+    source_kind: str,
+    day: date,
+    *,
+    ok: bool,
+    rows_loaded: int,
+    error: str = "",
+    late_minutes: int | None = None,
 ) -> None:
-    """Update ops.source_health for one institution, source kind and day (stability / timeliness inputs)."""
+    """Update ops.source_health for one institution, source kind and day (stability / timeliness inputs).
+
+    `late_minutes` is how long after the day's cut-off data of that day arrived; the day keeps the largest.
+    """
     at = now_local()
     wh.execute(
         "INSERT INTO ops.source_health AS h (org_code, source_kind, day, last_success_at, last_failure_at, "
         "last_error, batches_ok, batches_failed, rows_loaded, late_minutes, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (org_code, source_kind, day) DO UPDATE SET "
         "last_success_at = coalesce(excluded.last_success_at, h.last_success_at), "
         "last_failure_at = coalesce(excluded.last_failure_at, h.last_failure_at), "
@@ -136,9 +151,11 @@ def record_health(
         "batches_ok = h.batches_ok + excluded.batches_ok, "
         "batches_failed = h.batches_failed + excluded.batches_failed, "
         "rows_loaded = h.rows_loaded + excluded.rows_loaded, "
+        "late_minutes = CASE WHEN h.late_minutes IS NULL OR excluded.late_minutes > h.late_minutes "
+        "THEN excluded.late_minutes ELSE h.late_minutes END, "
         "updated_at = excluded.updated_at",
         [
             org_code, source_kind, day, at if ok else None, None if ok else at, error or None,
-            1 if ok else 0, 0 if ok else 1, rows_loaded, at,
+            1 if ok else 0, 0 if ok else 1, rows_loaded, late_minutes, at,
         ],
     )  # fmt: skip

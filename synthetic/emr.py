@@ -7,11 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from xml.sax.saxutils import escape
 
 from synthetic.events import Encounter, WriterContext
 from synthetic.files import FolderMaker
+
+EMR_SYNC = time(23, 30)  # the EMR pushes the day's signed documents to the front-end folder at 23:30
 
 KIND = "emr"
 GENDER_OID = "2.16.156.10011.2.3.3.4"  # GB/T 2261.1 value set
@@ -79,7 +81,9 @@ class EmrWriter:
             else:
                 rel, text = self._cda(doc_type, enc, day, defect)
                 key = rel.rsplit("/", 1)[1].removesuffix(".xml")
-            self.files.write_bytes(self.ctx.out_dir / rel, text.encode("utf-8"))
+            self.files.write_bytes(
+                self.ctx.out_dir / rel, text.encode("utf-8"), arrived=datetime.combine(day, EMR_SYNC)
+            )
             self.documents += 1
             records.append([self.ctx.org_code, "EMR", "clinical_document", rel, key, enc.person.person_id])
             if defect:

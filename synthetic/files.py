@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from datetime import datetime
 from pathlib import Path
+
+
+def set_arrival(path: Path, at: datetime) -> None:
+    """Stamp a file's modification time: when it reached the front-end folder (connectors measure lateness by it)."""
+    stamp = at.timestamp()
+    os.utime(path, (stamp, stamp))
 
 
 class FolderMaker:
@@ -11,12 +19,14 @@ class FolderMaker:
     def __init__(self) -> None:
         self._made: set[Path] = set()
 
-    def write_bytes(self, path: Path, data: bytes) -> None:
+    def write_bytes(self, path: Path, data: bytes, arrived: datetime | None = None) -> None:
         folder = path.parent
         if folder not in self._made:
             folder.mkdir(parents=True, exist_ok=True)
             self._made.add(folder)
         path.write_bytes(data)
+        if arrived is not None:
+            set_arrival(path, arrived)
 
     def ensure(self, folder: Path) -> Path:
         if folder not in self._made:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import csv
 import random
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import cache
 
 from synthetic.events import Encounter, WriterContext
+from synthetic.files import set_arrival
 from synthetic.population import DATA
 
 KIND = "lis"
@@ -130,6 +131,7 @@ class LisWriter:
                       f"BHS|^~\\&|LIS|{self.ctx.org_code}|HUTONG|HUTONG|{day:%Y%m%d}235900\r")  # fmt: skip
             trailer = f"BTS|{len(messages)}\rFTS|1\r"
             (folder / name).write_bytes((header + "".join(messages) + trailer).encode("utf-8"))
+            set_arrival(folder / name, datetime.combine(day, time(23, 59)))
         self.messages += len(batch)
         self.ctx.truth.records(records)
         self.ctx.truth.defects(defects)

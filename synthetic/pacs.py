@@ -8,14 +8,14 @@ import hashlib
 import json
 import random
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import cache
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 from synthetic.events import Encounter, WriterContext
-from synthetic.files import FolderMaker
+from synthetic.files import FolderMaker, set_arrival
 from synthetic.population import DATA
 
 KIND = "pacs"
@@ -164,6 +164,7 @@ class PacsWriter:
         path = self.ctx.out_dir / rel
         self.files.ensure(path.parent)
         ds.save_as(path, enforce_file_format=True)
+        set_arrival(path, studied)
 
     def _write_report(self, rel: str, enc: Encounter, exam: Exam, accession: str, studied: datetime,
                       abnormal: bool, defect: str) -> None:  # fmt: skip
@@ -187,7 +188,9 @@ class PacsWriter:
             "verifying_doctor": f"R{self.rng.randint(41, 60):03d}",
             "report_time": reported.strftime("%Y-%m-%d %H:%M:%S"),
         }
-        self.files.write_bytes(self.ctx.out_dir / rel, json.dumps(report, ensure_ascii=False, indent=1).encode())
+        arrived = min(max(reported, studied), datetime.combine(studied.date(), time(23, 50)))  # synced by day's end
+        self.files.write_bytes(self.ctx.out_dir / rel, json.dumps(report, ensure_ascii=False, indent=1).encode(),
+                               arrived=arrived)  # fmt: skip
 
     def finish(self) -> dict[str, int]:
         return {"studies": self.studies, "reports": self.studies}

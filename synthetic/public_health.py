@@ -16,7 +16,7 @@ import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import yaml
 from openpyxl import Workbook
 
 from synthetic.events import Encounter, WriterContext
+from synthetic.files import set_arrival
 from synthetic.identity import wrong_check
 from synthetic.population import DATA, Person
 
@@ -303,6 +304,8 @@ class PublicHealthWriter:
             else:
                 data = self._xlsx(spec, rows)
             (self.ctx.out_dir / name).write_bytes(data)
+            # exported on the evening of the week's last day; a late file comes in the morning days later
+            set_arrival(self.ctx.out_dir / name, datetime.combine(delivered, time(9, 0) if late else time(21, 0)))
             self.counts[ENTITY_COUNTS[dataset]] += len(rows)
             pending.rows.clear()
         self.ctx.truth.records(records)

@@ -1,0 +1,119 @@
+"""Every source kind behind one call: `ingest(wh, config, orgs=..., kinds=..., day=...)`.
+
+HIS databases are pulled by watermark (`connectors.his`); the other kinds are drop folders read by
+`connectors.drop` with a per-kind file reader. One institution's source failing is recorded in the ledger and
+never stops the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from datetime import date
+from pathlib import Path
+
+from connectors.drop import FileKind, SourceRun, ingest_folder, record_source_failure
+from connectors.ledger import SourceError, now_local
+from hutong.config import SOURCE_KINDS, Institution, PlatformConfig, SourceConfig
+from warehouse import Warehouse, ensure_core
+
+Progress = Callable[[str], None]
+
+# source kind -> module whose `make_kind(source: SourceConfig) -> FileKind` reads that kind's drop folder
+FILE_KIND_MODULES = {
+    "lis": "connectors.lis",
+    "pacs": "connectors.pacs",
+    "emr": "connectors.emr",
+    "public_health": "connectors.public_health",
+}
+
+
+def file_kind(kind: str, source: SourceConfig) -> FileKind:
+    """The file reader for one institution's source of `kind`."""
+    return importlib.import_module(FILE_KIND_MODULES[kind]).make_kind(source)
+
+
+def _his(wh: Warehouse, inst: Institution, full: bool, progress: Progress | None) -> SourceRun:
+    from connectors.his import ingest_institution
+
+    source = inst.sources["his"]
+    summary = ingest_institution(
+        wh,
+        inst.org_code,
+        str(source.get("url")),
+        str(source.get("vendor")),
+        batch_size=int(source.get("batch_size", 20_000)),
+        max_rows_per_second=float(source.get("max_rows_per_second", 0) or 0),
+        full=full,
+        progress=progress,
+    )
+    run = SourceRun(inst.org_code, "his", rows_in=summary.rows_in, rows_loaded=summary.rows_loaded,
+                    rows_unchanged=summary.rows_unchanged, rows_quarantined=summary.rows_quarantined)  # fmt: skip
+    return run
+
+
+def _source_system(kind: str, source: SourceConfig) -> str:
+    if kind == "his":
+        from connectors.his import VENDOR_DIR, load_vendor
+
+        vendor = str(source.get("vendor"))
+        return load_vendor(vendor).source_system if (VENDOR_DIR / f"{vendor}.yaml").is_file() else "HIS"
+    return kind.upper() if kind != "public_health" else "PH"
+
+
+def ingest_source(
+    wh: Warehouse,
+    config: PlatformConfig,
+    inst: Institution,
+    kind: str,
+    *,
+    day: date | None = None,
+    full: bool = False,
+    progress: Progress | None = None,
+) -> SourceRun:
+    """Ingest one institution's source of one kind; an unreadable source is recorded and returned with `error`."""
+    source = inst.sources[kind]
+    today = now_local(config.timezone).date()
+    try:
+        if kind == "his":
+            run = _his(wh, inst, full, progress)
+            from connectors.ledger import record_health
+
+            record_health(wh, inst.org_code, kind, today, ok=True, rows_loaded=run.rows_loaded)
+            return run
+        folder = source.get("drop_dir")
+        if not folder:
+            raise SourceError(f"{inst.org_code}: {kind} source has no drop_dir")
+        reader = file_kind(kind, source)
+        return ingest_folder(wh, reader, inst.org_code, Path(folder), day=day, cutoff=config.cutoff,
+                             progress=progress)  # fmt: skip
+    except SourceError as exc:
+        record_source_failure(wh, inst.org_code, kind, _source_system(kind, source), str(exc), day or today)
+        if progress:
+            progress(f"{inst.org_code} {kind} FAILED: {exc}")
+        return SourceRun(inst.org_code, kind, error=str(exc))
+
+
+def ingest(
+    wh: Warehouse,
+    config: PlatformConfig,
+    *,
+    orgs: Iterable[str] | None = None,
+    kinds: Iterable[str] | None = None,
+    day: date | None = None,
+    full: bool = False,
+    progress: Progress | None = None,
+) -> list[SourceRun]:
+    """Ingest the chosen institutions (codes or short names) and source kinds; default everything configured."""
+    ensure_core(wh)
+    wanted_kinds = list(kinds) if kinds else list(SOURCE_KINDS)
+    unknown = sorted(set(wanted_kinds) - set(SOURCE_KINDS))
+    if unknown:
+        raise SourceError(f"unknown source kind(s) {', '.join(unknown)}; known: {', '.join(SOURCE_KINDS)}")
+    institutions = [config.institution(o) for o in orgs] if orgs else list(config.institutions)
+    runs = []
+    for inst in institutions:
+        for kind in wanted_kinds:
+            if kind in inst.sources:
+                runs.append(ingest_source(wh, config, inst, kind, day=day, full=full, progress=progress))
+    return runs
