@@ -49,6 +49,7 @@ class Parsed:
     quarantined: list[QuarantineRecord] = field(default_factory=list)
     rejected: tuple[str, str] | None = None
     data_day: date | None = None  # overrides the day taken from the file name
+    primary: str | None = None  # the reconciled raw table when a kind reads files of several entities
 
 
 class FileKind(Protocol):
@@ -165,11 +166,12 @@ def ingest_file(
         return None
     stat = path.stat()
     arrived = datetime.fromtimestamp(stat.st_mtime).replace(microsecond=0)
-    batch = Batch(org_code, kind.kind, kind.source_system, kind.entity, window_start=rel, window_end=digest[:16])
     try:
         parsed = kind.parse(path, rel, data, org_code)
     except Exception as exc:  # a parser bug or an unforeseen format must not stop the folder
         parsed = Parsed(rejected=("unreadable_file", f"{type(exc).__name__}: {exc}"))
+    entity = parsed.primary or kind.entity
+    batch = Batch(org_code, kind.kind, kind.source_system, entity, window_start=rel, window_end=digest[:16])
     day = parsed.data_day or day_in_name(rel)
     if parsed.rejected:
         code, reason = parsed.rejected
@@ -186,11 +188,11 @@ def ingest_file(
             loaded = 0
             for table, frame in parsed.tables.items():
                 result = append_raw(wh, table, frame, batch.batch_id, batch.started_at)
-                if table == kind.entity:
+                if table == entity:
                     loaded = result.rows_loaded
                     batch.rows_unchanged = result.rows_unchanged
             batch.rows_loaded = loaded
-            primary = parsed.tables.get(kind.entity)
+            primary = parsed.tables.get(entity)
             landed = 0 if primary is None else primary.height
             if landed + batch.rows_quarantined != batch.rows_in:
                 raise AssertionError(
