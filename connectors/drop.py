@@ -26,12 +26,14 @@ from connectors.ledger import (
     now_local,
     record_failure,
     record_health,
-    write_batch,
+    write_batches,
 )
 from warehouse import Warehouse, append_raw
 
 Progress = Callable[[str], None]
 LINEAGE = ("_source_key", "_source_updated_at", "_deleted", "_origin")
+GROUP_ROWS = 50_000  # records per transaction when many small files land together
+GROUP_FILES = 500
 _DAY_IN_NAME = re.compile(r"(?<!\d)(20\d{2})(\d{2})(\d{2})(?!\d)")
 
 
@@ -129,84 +131,139 @@ def lineage_frame(
     return pl.DataFrame(data)
 
 
-def _already_loaded(wh: Warehouse, org_code: str, kind: str, rel: str, digest: str) -> bool:
-    rows = wh.query(
-        "SELECT 1 FROM ops.ingest_file WHERE org_code = ? AND source_kind = ? AND path = ? AND sha256 = ?",
-        [org_code, kind, rel, digest],
+def loaded_files(wh: Warehouse, org_code: str, kind: str) -> set[tuple[str, str]]:
+    """(path, sha256) of every file of this institution and kind already landed or rejected."""
+    rows = wh.query("SELECT path, sha256 FROM ops.ingest_file WHERE org_code = ? AND source_kind = ?", [org_code, kind])
+    return {(path, digest) for path, digest in rows}
+
+
+def _record_files(wh: Warehouse, group: list[_Pending]) -> None:
+    """One ops.ingest_file row per file of the group (replacing a previous row for the same bytes)."""
+    now = now_local()
+    for item in group:
+        wh.execute(
+            "DELETE FROM ops.ingest_file WHERE org_code = ? AND source_kind = ? AND path = ? AND sha256 = ?",
+            [item.batch.org_code, item.batch.source_kind, item.rel, item.digest],
+        )
+    frame = pl.DataFrame(
+        {
+            "org_code": [i.batch.org_code for i in group],
+            "source_kind": [i.batch.source_kind for i in group],
+            "path": [i.rel for i in group],
+            "sha256": [i.digest for i in group],
+            "size_bytes": pl.Series([i.size for i in group], dtype=pl.Int64),
+            "arrived_at": pl.Series([i.arrived for i in group], dtype=pl.Datetime("us")),
+            "data_day": pl.Series([i.day for i in group], dtype=pl.Date),
+            "batch_id": [i.batch.batch_id for i in group],
+            "status": ["rejected" if i.parsed.rejected else "loaded" for i in group],
+            "reason": pl.Series(
+                [": ".join(i.parsed.rejected) if i.parsed.rejected else None for i in group], dtype=pl.String
+            ),
+            "ingested_at": pl.Series([now] * len(group), dtype=pl.Datetime("us")),
+        }
     )
-    return bool(rows)
+    wh.load("ops.ingest_file", frame)
 
 
-def _record_file(
-    wh: Warehouse, batch: Batch, rel: str, digest: str, size: int, arrived: datetime, day: date | None,
-    status: str, reason: str = "",
-) -> None:  # fmt: skip
-    wh.execute(
-        "DELETE FROM ops.ingest_file WHERE org_code = ? AND source_kind = ? AND path = ? AND sha256 = ?",
-        [batch.org_code, batch.source_kind, rel, digest],
-    )
-    wh.execute(
-        "INSERT INTO ops.ingest_file (org_code, source_kind, path, sha256, size_bytes, arrived_at, data_day, "
-        "batch_id, status, reason, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [batch.org_code, batch.source_kind, rel, digest, size, arrived, day, batch.batch_id, status, reason or None,
-         now_local()],
-    )  # fmt: skip
+@dataclass
+class _Pending:
+    """A file read and parsed, waiting to land with the others of its group."""
+
+    batch: Batch
+    rel: str
+    digest: str
+    size: int
+    arrived: datetime
+    day: date | None
+    parsed: Parsed
+    data: bytes
 
 
-def ingest_file(
-    wh: Warehouse, kind: FileKind, org_code: str, folder: Path, path: Path, run: SourceRun, cutoff: str = "24:00"
-) -> Batch | None:
-    """Land one dropped file (or skip it when the same bytes were landed before)."""
+def _read(
+    kind: FileKind, org_code: str, folder: Path, path: Path, run: SourceRun, seen: set[tuple[str, str]]
+) -> _Pending | None:
+    """Read and parse one file, or None when the same bytes were landed before (`seen`)."""
     rel = path.relative_to(folder).as_posix()
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     run.files_seen += 1
-    if _already_loaded(wh, org_code, kind.kind, rel, digest):
+    if (rel, digest) in seen:
         run.files_skipped += 1
         return None
-    stat = path.stat()
-    arrived = datetime.fromtimestamp(stat.st_mtime).replace(microsecond=0)
+    arrived = datetime.fromtimestamp(path.stat().st_mtime).replace(microsecond=0)
     try:
         parsed = kind.parse(path, rel, data, org_code)
     except Exception as exc:  # a parser bug or an unforeseen format must not stop the folder
         parsed = Parsed(rejected=("unreadable_file", f"{type(exc).__name__}: {exc}"))
     entity = parsed.primary or kind.entity
+    if not parsed.rejected:
+        primary = parsed.tables.get(entity)
+        landed = 0 if primary is None else primary.height
+        if landed + len(parsed.quarantined) != parsed.rows_in:
+            parsed = Parsed(
+                rejected=(
+                    "parser_mismatch",
+                    f"{kind.kind} reader counted {parsed.rows_in} records in "
+                    f"{rel} but returned {landed} rows and {len(parsed.quarantined)} quarantined",
+                )
+            )
     batch = Batch(org_code, kind.kind, kind.source_system, entity, window_start=rel, window_end=digest[:16])
-    day = parsed.data_day or day_in_name(rel)
     if parsed.rejected:
         code, reason = parsed.rejected
         batch.rows_in = 1
         batch.quarantined = [QuarantineRecord(rel, code, reason, data)]
-        with wh.transaction():
-            write_batch(wh, batch)
-            _record_file(wh, batch, rel, digest, len(data), arrived, day, "rejected", f"{code}: {reason}")
-        run.files_rejected += 1
     else:
         batch.rows_in = parsed.rows_in
         batch.quarantined = parsed.quarantined
-        with wh.transaction():
-            loaded = 0
-            for table, frame in parsed.tables.items():
-                result = append_raw(wh, table, frame, batch.batch_id, batch.started_at)
-                if table == entity:
-                    loaded = result.rows_loaded
-                    batch.rows_unchanged = result.rows_unchanged
-            batch.rows_loaded = loaded
-            primary = parsed.tables.get(entity)
-            landed = 0 if primary is None else primary.height
-            if landed + batch.rows_quarantined != batch.rows_in:
-                raise AssertionError(
-                    f"{kind.kind} parser for {rel}: {batch.rows_in} records read but {landed} rows and "
-                    f"{batch.rows_quarantined} quarantined"
-                )
-            write_batch(wh, batch)
-            _record_file(wh, batch, rel, digest, len(data), arrived, day, "loaded")
-        run.files_loaded += 1
-    run.add(batch)
-    if day is not None:
-        run.days[day] = max(run.days.get(day, 0), minutes_late(day, arrived, cutoff))
-        run.day_rows[day] = run.day_rows.get(day, 0) + batch.rows_loaded
-    return batch
+    day = parsed.data_day or day_in_name(rel)
+    return _Pending(batch, rel, digest, len(data), arrived, day, parsed, data)
+
+
+def _flush(wh: Warehouse, group: list[_Pending], run: SourceRun, cutoff: str) -> None:
+    """Land a group of parsed files in one transaction: raw rows, one ledger batch and one file row per file."""
+    if not group:
+        return
+    frames: dict[str, list[pl.DataFrame]] = {}
+    for item in group:
+        if item.parsed.rejected:
+            continue
+        for table, frame in item.parsed.tables.items():
+            if frame.height:
+                frames.setdefault(table, []).append(frame.with_columns(pl.lit(item.batch.batch_id).alias("_batch_id")))
+    with wh.transaction():
+        loaded: dict[str, dict[str, int]] = {}
+        for table, parts in frames.items():
+            combined = pl.concat(parts, how="diagonal") if len(parts) > 1 else parts[0]
+            result = append_raw(wh, table, combined, group[0].batch.batch_id, group[0].batch.started_at)
+            loaded[table] = result.loaded_by_batch
+        for item in group:
+            batch = item.batch
+            if not item.parsed.rejected:
+                primary = item.parsed.tables.get(batch.entity)
+                batch.rows_loaded = loaded.get(batch.entity, {}).get(batch.batch_id, 0)
+                batch.rows_unchanged = (0 if primary is None else primary.height) - batch.rows_loaded
+        write_batches(wh, [item.batch for item in group])
+        _record_files(wh, group)
+    for item in group:
+        if item.parsed.rejected:
+            run.files_rejected += 1
+        else:
+            run.files_loaded += 1
+        run.add(item.batch)
+        if item.day is not None:
+            run.days[item.day] = max(run.days.get(item.day, 0), minutes_late(item.day, item.arrived, cutoff))
+            run.day_rows[item.day] = run.day_rows.get(item.day, 0) + item.batch.rows_loaded
+
+
+def ingest_file(
+    wh: Warehouse, kind: FileKind, org_code: str, folder: Path, path: Path, run: SourceRun, cutoff: str = "24:00"
+) -> Batch | None:
+    """Land one dropped file on its own (or skip it when the same bytes were landed before)."""
+    item = _read(kind, org_code, folder, path, run, loaded_files(wh, org_code, kind.kind))
+    if item is None:
+        return None
+    _flush(wh, [item], run, cutoff)
+    return item.batch
 
 
 def ingest_folder(
@@ -217,19 +274,35 @@ def ingest_folder(
     *,
     day: date | None = None,
     cutoff: str = "24:00",
+    group_rows: int = GROUP_ROWS,
     progress: Progress | None = None,
 ) -> SourceRun:
-    """Land every new file of one institution's drop folder (only those of `day` when given)."""
+    """Land every new file of one institution's drop folder (only those of `day` when given).
+
+    Small files are landed in groups of up to `group_rows` records per transaction (each file still gets its own
+    ledger batch); a crash loses at most the group in flight, which the next run reads again.
+    """
     run = SourceRun(org_code, kind.kind)
     if not folder.is_dir():
         raise SourceError(f"{org_code}: {kind.kind} drop folder {folder} does not exist")
+    group: list[_Pending] = []
+    rows = 0
+    seen = loaded_files(wh, org_code, kind.kind)
     for path in sorted(kind.files(folder)):
         rel = path.relative_to(folder).as_posix()
         if day is not None and day_in_name(rel) not in (day, None):
             continue
-        ingest_file(wh, kind, org_code, folder, path, run, cutoff)
-        if progress and run.files_seen % 200 == 0:
-            progress(f"{org_code} {kind.kind}: {run.files_seen} files, {run.rows_loaded} new rows")
+        item = _read(kind, org_code, folder, path, run, seen)
+        if item is None:
+            continue
+        group.append(item)
+        rows += item.batch.rows_in
+        if rows >= group_rows or len(group) >= GROUP_FILES:
+            _flush(wh, group, run, cutoff)
+            group, rows = [], 0
+            if progress:
+                progress(f"{org_code} {kind.kind}: {run.files_seen} files, {run.rows_loaded} new rows")
+    _flush(wh, group, run, cutoff)
     for data_day, late in sorted(run.days.items()):
         record_health(wh, org_code, kind.kind, data_day, ok=True, rows_loaded=run.day_rows[data_day], late_minutes=late)
     return run

@@ -65,33 +65,50 @@ def row_bytes(row: dict[str, Any]) -> bytes:
 
 def write_batch(wh: Warehouse, batch: Batch, status: str = "succeeded", error: str = "") -> None:
     """Record the batch and its quarantined records (call inside the transaction that landed the rows)."""
-    if batch.rows_in != batch.rows_loaded + batch.rows_unchanged + batch.rows_quarantined:
-        raise AssertionError(f"batch {batch.batch_id} does not reconcile")
+    write_batches(wh, [batch], status, error)
+
+
+def write_batches(wh: Warehouse, batches: list[Batch], status: str = "succeeded", error: str = "") -> None:
+    """Record several batches and their quarantined records with a few bulk statements."""
+    for batch in batches:
+        if batch.rows_in != batch.rows_loaded + batch.rows_unchanged + batch.rows_quarantined:
+            raise AssertionError(f"batch {batch.batch_id} does not reconcile")
+    if not batches:
+        return
     finished = now_local()
-    wh.execute("DELETE FROM ops.ingest_batch WHERE batch_id = ?", [batch.batch_id])
-    wh.execute(
-        "INSERT INTO ops.ingest_batch (batch_id, org_code, source_kind, source_system, entity, window_start, "
-        "window_end, rows_in, rows_loaded, rows_unchanged, rows_quarantined, status, error, started_at, finished_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            batch.batch_id, batch.org_code, batch.source_kind, batch.source_system, batch.entity,
-            batch.window_start, batch.window_end, batch.rows_in, batch.rows_loaded, batch.rows_unchanged,
-            batch.rows_quarantined, status, error or None, batch.started_at, finished,
-        ],
-    )  # fmt: skip
-    fresh = _new_quarantine(wh, batch)
+    ids = [b.batch_id for b in batches]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        wh.execute(f"DELETE FROM ops.ingest_batch WHERE batch_id IN ({', '.join('?' for _ in chunk)})", chunk)
+    ints = {"rows_in", "rows_loaded", "rows_unchanged", "rows_quarantined"}
+    columns = ["batch_id", "org_code", "source_kind", "source_system", "entity", "window_start", "window_end",
+               *sorted(ints), "status", "error"]  # fmt: skip
+    frame = pl.DataFrame(
+        {
+            c: pl.Series(c, [getattr(b, c) for b in batches], dtype=pl.Int64 if c in ints else pl.String)
+            for c in columns
+            if c not in ("status", "error")
+        }
+    ).with_columns(
+        pl.lit(status).alias("status"),
+        pl.lit(error or None, dtype=pl.String).alias("error"),
+        pl.Series("started_at", [b.started_at for b in batches], dtype=pl.Datetime("us")),
+        pl.lit(finished, dtype=pl.Datetime("us")).alias("finished_at"),
+    )
+    wh.load("ops.ingest_batch", frame)
+    fresh = list({qid: (qid, q, b) for b in batches for qid, q in _new_quarantine(wh, b)}.values())
     if fresh:
         frame = pl.DataFrame(
             {
-                "quarantine_id": [qid for qid, _ in fresh],
-                "batch_id": batch.batch_id,
-                "org_code": batch.org_code,
-                "source_kind": batch.source_kind,
-                "source_system": batch.source_system,
-                "origin": [q.origin for _, q in fresh],
-                "error_code": [q.error_code for _, q in fresh],
-                "message": [q.message for _, q in fresh],
-                "original": pl.Series([q.original for _, q in fresh], dtype=pl.Binary),
+                "quarantine_id": [qid for qid, _, _ in fresh],
+                "batch_id": [b.batch_id for _, _, b in fresh],
+                "org_code": [b.org_code for _, _, b in fresh],
+                "source_kind": [b.source_kind for _, _, b in fresh],
+                "source_system": [b.source_system for _, _, b in fresh],
+                "origin": [q.origin for _, q, _ in fresh],
+                "error_code": [q.error_code for _, q, _ in fresh],
+                "message": [q.message for _, q, _ in fresh],
+                "original": pl.Series([q.original for _, q, _ in fresh], dtype=pl.Binary),
                 "quarantined_at": pl.Series([finished] * len(fresh), dtype=pl.Datetime("us")),
             }
         )

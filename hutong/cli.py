@@ -11,14 +11,14 @@ from typing import Any
 import click
 
 from hutong import stages
-from hutong.config import ConfigError, PlatformConfig, load_config
+from hutong.config import SOURCE_KINDS, ConfigError, PlatformConfig, load_config
 from hutong.dbt_runner import DbtError
 
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (ConfigError, DbtError, RuntimeError, ValueError, OSError)
 
 
 def _expected_errors() -> tuple[type[Exception], ...]:
-    from connectors.his import SourceError
+    from connectors.ledger import SourceError
     from quality.catalog import CatalogError
     from warehouse import WarehouseError
 
@@ -111,19 +111,58 @@ def synth(obj: Context, size: str | None, seed: int | None, force: bool, next_da
 
 
 @cli.command()
-@click.option("--full", is_flag=True, help="Ignore watermarks and re-read everything (adds nothing already landed).")
+@click.option("--org", "orgs", multiple=True, help="Institution (org code or short name); repeatable. Default: all.")
+@click.option("--source", "kinds", multiple=True, type=click.Choice(SOURCE_KINDS),
+              help="Source kind; repeatable. Default: every configured kind.")  # fmt: skip
+@click.option("--date", "day", default=None, help="Only files of this day (YYYY-MM-DD); HIS pulls ignore it.")
+@click.option("--full", is_flag=True, help="Ignore HIS watermarks and re-read everything (adds nothing landed).")
 @click.pass_obj
-def ingest(obj: Context, full: bool) -> None:
-    """Pull every institution's HIS into raw."""
-    summaries = stages.ingest_his(obj.config, full=full, progress=_progress("ingest"))
-    failed = [s for s in summaries if s.error]
-    _done(
-        f"ingested {len(summaries) - len(failed)}/{len(summaries)} institutions: "
-        f"{sum(s.rows_in for s in summaries)} rows read, {sum(s.rows_loaded for s in summaries)} new, "
-        f"{sum(s.rows_quarantined for s in summaries)} quarantined"
-    )
-    for s in failed:
-        click.echo(f"  failed: {s.error}", err=True)
+def ingest(obj: Context, orgs: tuple[str, ...], kinds: tuple[str, ...], day: str | None, full: bool) -> None:
+    """Land institutions' sources (HIS, LIS, PACS, EMR, public health) in raw."""
+    chosen = _day(day, obj.config) if day else None
+    runs = stages.ingest(obj.config, orgs=list(orgs) or None, kinds=list(kinds) or None, day=chosen, full=full,
+                         progress=_progress("ingest"))  # fmt: skip
+    failed = [r for r in runs if r.error]
+    by_kind: dict[str, list[Any]] = {}
+    for r in runs:
+        by_kind.setdefault(r.kind, []).append(r)
+    _done(f"ingested {len(runs) - len(failed)}/{len(runs)} sources:")
+    for kind, items in by_kind.items():
+        files = sum(r.files_loaded + r.files_rejected for r in items)
+        _done(
+            f"  {kind:14s} {sum(r.rows_in for r in items):>9,} read  {sum(r.rows_loaded for r in items):>9,} new  "
+            f"{sum(r.rows_quarantined for r in items):>6,} quarantined"
+            + (f"  ({files} files)" if kind != "his" else "")
+        )
+    for r in failed:
+        click.echo(f"  failed: {r.error}", err=True)
+    if failed:
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=2575, show_default=True, type=int)
+@click.option("--load-every", default=60.0, show_default=True, help="Seconds between landing spooled messages in raw.")
+@click.pass_obj
+def mllp(obj: Context, host: str, port: int, load_every: float) -> None:
+    """Receive HL7 v2 over MLLP (AA only after durable storage) and land it in raw periodically."""
+    from connectors.mllp import ListenerThread, listener_for
+
+    listener = listener_for(obj.config, host, port)
+    with ListenerThread(listener) as running:
+        _done(f"MLLP listening on {host}:{running.port} for {len(listener.spool.folders)} institutions; Ctrl-C stops")
+        try:
+            while True:
+                time.sleep(load_every)
+                listener.spool.rotate(force=True)
+                runs = stages.ingest(obj.config, kinds=["lis"])
+                _done(f"received {running.received}, stored {running.stored}, landed "
+                      f"{sum(r.rows_loaded for r in runs)} new messages")  # fmt: skip
+        except KeyboardInterrupt:
+            pass
+    stages.ingest(obj.config, kinds=["lis"])
+    _done(f"stopped; {listener.received} messages received, {listener.stored} stored and landed")
 
 
 @cli.command()

@@ -93,6 +93,22 @@ def ingest_his(config: PlatformConfig, *, full: bool = False, progress: Progress
         return ingest_all(wh, config.with_source("his"), full=full, progress=progress)
 
 
+def ingest(
+    config: PlatformConfig,
+    *,
+    orgs: list[str] | None = None,
+    kinds: list[str] | None = None,
+    day: date | None = None,
+    full: bool = False,
+    progress: Progress | None = None,
+) -> list[Any]:
+    """Ingest the chosen institutions and source kinds (default: everything configured) into raw."""
+    from connectors.registry import ingest as ingest_sources
+
+    with warehouse(config) as wh:
+        return ingest_sources(wh, config, orgs=orgs, kinds=kinds, day=day, full=full, progress=progress)
+
+
 def transform(config: PlatformConfig, *, select: str | None = None, progress: Progress | None = None) -> str:
     """dbt build (seeds, staging, cdr and their tests) on the configured warehouse."""
     init(config)  # dbt sources over mpi/ops must exist

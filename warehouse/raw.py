@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import polars as pl
@@ -23,10 +23,11 @@ INPUT_LINEAGE = ("_org_code", "_source_system", "_source_key", "_source_updated_
 
 @dataclass(frozen=True)
 class RawAppendResult:
-    """How many rows of a batch were new and how many were already in raw."""
+    """How many rows of a batch were new and how many were already in raw (per batch id when several)."""
 
     rows_in: int
     rows_loaded: int
+    loaded_by_batch: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_unchanged(self) -> int:
@@ -68,13 +69,14 @@ def append_raw(wh: Warehouse, table: str, frame: pl.DataFrame, batch_id: str, in
     """Append a batch to `raw.<table>`; rows already landed (same org, source key and hash) are skipped.
 
     `frame` holds payload columns plus `_org_code, _source_system, _source_key, _source_updated_at,
-    _deleted, _origin`. `_op` becomes D for deletes, U when the key was seen before, else I.
+    _deleted, _origin`, and optionally `_batch_id` when rows of several ledger batches land together (rows without
+    one get `batch_id`). `_op` becomes D for deletes, U when the key was seen before, else I.
     Call inside a transaction together with the batch ledger so a crash leaves nothing half-written.
     """
     missing = [c for c in INPUT_LINEAGE if c not in frame.columns]
     if missing:
         raise ValueError(f"batch for raw.{table} lacks lineage columns {missing}")
-    payload = [c for c in frame.columns if c not in INPUT_LINEAGE]
+    payload = [c for c in frame.columns if c not in INPUT_LINEAGE and c != "_batch_id"]
     if frame.height == 0:
         return RawAppendResult(0, 0)
     ensure_raw_table(wh, table, payload)
@@ -85,7 +87,10 @@ def append_raw(wh: Warehouse, table: str, frame: pl.DataFrame, batch_id: str, in
         "_source_updated_at": "timestamp",
         "_deleted": "bool",
         "_origin": "text",
+        "_batch_id": "text",
     }
+    if "_batch_id" not in frame.columns:
+        frame = frame.with_columns(pl.lit(batch_id).alias("_batch_id"))
     frame = frame.with_columns(
         [pl.col(c).cast(pl.String) for c in payload]
         + [pl.col("_source_updated_at").cast(pl.Datetime("us")), pl.col("_deleted").cast(pl.Boolean)]
@@ -121,17 +126,19 @@ def append_raw(wh: Warehouse, table: str, frame: pl.DataFrame, batch_id: str, in
                 FROM fresh f
             )
             SELECT {pay}, _org_code, _source_system, _source_key,
-                   CAST(? AS VARCHAR) AS _batch_id, CAST(? AS TIMESTAMP) AS _ingested_at, _source_updated_at,
+                   coalesce(_batch_id, CAST(? AS VARCHAR)) AS _batch_id, CAST(? AS TIMESTAMP) AS _ingested_at,
+                   _source_updated_at,
                    CASE WHEN _deleted THEN 'D' WHEN _prior OR _seq > 1 THEN 'U' ELSE 'I' END AS _op,
                    _record_hash, _origin
             FROM ordered
             """,
             [batch_id, ingested_at],
         )
-        loaded = wh.count(NEW)
+        by_batch = {b: n for b, n in wh.query(f"SELECT _batch_id, count(*) FROM {NEW} GROUP BY _batch_id")}
+        loaded = sum(by_batch.values())
         target_cols = [*payload, *lineage_columns()]
         cols = ", ".join(quote_ident(c) for c in target_cols)
         wh.execute(f"INSERT INTO {qualified} ({cols}) SELECT {cols} FROM {NEW}")
         wh.execute(f"DROP TABLE IF EXISTS {STAGE}")
         wh.execute(f"DROP TABLE IF EXISTS {NEW}")
-    return RawAppendResult(rows_in=frame.height, rows_loaded=loaded)
+    return RawAppendResult(rows_in=frame.height, rows_loaded=loaded, loaded_by_batch=by_batch)
