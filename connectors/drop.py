@@ -274,7 +274,7 @@ def ingest_folder(
     *,
     day: date | None = None,
     cutoff: str = "24:00",
-    group_rows: int = GROUP_ROWS,
+    group_rows: int | None = None,
     progress: Progress | None = None,
 ) -> SourceRun:
     """Land every new file of one institution's drop folder (only those of `day` when given).
@@ -283,6 +283,7 @@ def ingest_folder(
     ledger batch); a crash loses at most the group in flight, which the next run reads again.
     """
     run = SourceRun(org_code, kind.kind)
+    group_rows = group_rows or GROUP_ROWS
     if not folder.is_dir():
         raise SourceError(f"{org_code}: {kind.kind} drop folder {folder} does not exist")
     group: list[_Pending] = []
