@@ -273,11 +273,14 @@ def ingest_folder(
     folder: Path,
     *,
     day: date | None = None,
+    until: date | None = None,
     cutoff: str = "24:00",
     group_rows: int | None = None,
     progress: Progress | None = None,
 ) -> SourceRun:
-    """Land every new file of one institution's drop folder (only those of `day` when given).
+    """Land every new file of one institution's drop folder: only those of `day`, or of days up to `until`, if given.
+
+    Files whose name or folder carries no date are always taken.
 
     Small files are landed in groups of up to `group_rows` records per transaction (each file still gets its own
     ledger batch); a crash loses at most the group in flight, which the next run reads again.
@@ -291,7 +294,8 @@ def ingest_folder(
     seen = loaded_files(wh, org_code, kind.kind)
     for path in sorted(kind.files(folder)):
         rel = path.relative_to(folder).as_posix()
-        if day is not None and day_in_name(rel) not in (day, None):
+        file_day = day_in_name(rel)
+        if file_day is not None and ((day is not None and file_day != day) or (until is not None and file_day > until)):
             continue
         item = _read(kind, org_code, folder, path, run, seen)
         if item is None:

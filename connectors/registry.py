@@ -27,6 +27,24 @@ FILE_KIND_MODULES = {
     "public_health": "connectors.public_health",
 }
 
+# the raw tables each source kind lands (Dagster asset keys raw/<table>; dbt sources read them)
+RAW_TABLES = {
+    "lis": ("lis_message", "lis_order", "lis_result"),
+    "pacs": ("pacs_study", "pacs_report"),
+    "emr": ("emr_document", "emr_section", "emr_fhir_resource"),
+    "public_health": ("ph_health_record", "ph_hypertension_followup", "ph_diabetes_followup", "ph_vaccination",
+                      "ph_elderly_checkup"),
+}  # fmt: skip
+
+
+def raw_tables(kind: str) -> tuple[str, ...]:
+    """Raw tables a source kind lands (HIS: every entity of the vendor mappings)."""
+    if kind == "his":
+        from connectors.his import entities
+
+        return tuple(spec["raw_table"] for spec in entities().values())
+    return RAW_TABLES[kind]
+
 
 def file_kind(kind: str, source: SourceConfig) -> FileKind:
     """The file reader for one institution's source of `kind`."""
@@ -68,6 +86,7 @@ def ingest_source(
     kind: str,
     *,
     day: date | None = None,
+    until: date | None = None,
     full: bool = False,
     progress: Progress | None = None,
 ) -> SourceRun:
@@ -85,7 +104,7 @@ def ingest_source(
         if not folder:
             raise SourceError(f"{inst.org_code}: {kind} source has no drop_dir")
         reader = file_kind(kind, source)
-        return ingest_folder(wh, reader, inst.org_code, Path(folder), day=day, cutoff=config.cutoff,
+        return ingest_folder(wh, reader, inst.org_code, Path(folder), day=day, until=until, cutoff=config.cutoff,
                              progress=progress)  # fmt: skip
     except SourceError as exc:
         record_source_failure(wh, inst.org_code, kind, _source_system(kind, source), str(exc), day or today)
@@ -101,10 +120,14 @@ def ingest(
     orgs: Iterable[str] | None = None,
     kinds: Iterable[str] | None = None,
     day: date | None = None,
+    until: date | None = None,
     full: bool = False,
     progress: Progress | None = None,
 ) -> list[SourceRun]:
-    """Ingest the chosen institutions (codes or short names) and source kinds; default everything configured."""
+    """Ingest the chosen institutions (codes or short names) and source kinds; default everything configured.
+
+    `day` takes only files of that day; `until` files of days up to it (a Dagster day partition: "as of D").
+    """
     ensure_core(wh)
     wanted_kinds = list(kinds) if kinds else list(SOURCE_KINDS)
     unknown = sorted(set(wanted_kinds) - set(SOURCE_KINDS))
@@ -115,5 +138,5 @@ def ingest(
     for inst in institutions:
         for kind in wanted_kinds:
             if kind in inst.sources:
-                runs.append(ingest_source(wh, config, inst, kind, day=day, full=full, progress=progress))
+                runs.append(ingest_source(wh, config, inst, kind, day=day, until=until, full=full, progress=progress))
     return runs

@@ -99,6 +99,7 @@ def ingest(
     orgs: list[str] | None = None,
     kinds: list[str] | None = None,
     day: date | None = None,
+    until: date | None = None,
     full: bool = False,
     progress: Progress | None = None,
 ) -> list[Any]:
@@ -106,7 +107,7 @@ def ingest(
     from connectors.registry import ingest as ingest_sources
 
     with warehouse(config) as wh:
-        return ingest_sources(wh, config, orgs=orgs, kinds=kinds, day=day, full=full, progress=progress)
+        return ingest_sources(wh, config, orgs=orgs, kinds=kinds, day=day, until=until, full=full, progress=progress)
 
 
 def transform(config: PlatformConfig, *, select: str | None = None, progress: Progress | None = None) -> str:

@@ -3,8 +3,11 @@
 No `from __future__ import annotations` here: Dagster inspects the real annotation types.
 """
 
+import json
 import os
 from collections.abc import Iterator, Mapping
+from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from dagster import (
@@ -13,27 +16,54 @@ from dagster import (
     AssetSelection,
     AssetSpec,
     ConfigurableResource,
+    DailyPartitionsDefinition,
     Definitions,
+    Failure,
     MaterializeResult,
     MetadataValue,
+    MultiPartitionKey,
+    MultiPartitionsDefinition,
+    RunRequest,
     ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SensorDefinition,
+    SensorEvaluationContext,
+    StaticPartitionsDefinition,
     asset,
     define_asset_job,
     definitions,
+    in_process_executor,
     multi_asset,
+    schedule,
+    sensor,
 )
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
+from connectors.registry import raw_tables
 from hutong import stages
-from hutong.config import PlatformConfig, load_config
+from hutong.config import SOURCE_KINDS, PlatformConfig, load_config
 from hutong.dbt_runner import DBT_PROJECT_DIR, dbt_env, dbt_executable
 from pipelines.manifest import ensure_manifest
 
-SOURCES_HIS = AssetKey(["sources", "his"])
-RAW_KEYS = {"patient": AssetKey(["raw", "his_patient"]), "encounter": AssetKey(["raw", "his_encounter"])}
 CDR_KEYS = [AssetKey(["cdr", "cdr__patient"]), AssetKey(["cdr", "cdr__encounter"])]
 QUALITY_KEY = AssetKey(["quality", "check_result"])
 EXPORT_KEY = AssetKey(["feeds", "encounter_csv"])
+INGEST_JOB, TRANSFORM_JOB, SYNTH_JOB = "ingest_sources", "hutong_transform", "synthetic_county"
+
+
+def source_key(kind: str) -> AssetKey:
+    return AssetKey(["sources", kind])
+
+
+def partitions(config: PlatformConfig) -> MultiPartitionsDefinition:
+    """Raw assets are partitioned by day ("as of D": everything that arrived for days up to D) and institution."""
+    start = str(config.county.get("partitions_start", "2026-01-01")) if config.county else "2026-01-01"
+    return MultiPartitionsDefinition(
+        {
+            "day": DailyPartitionsDefinition(start_date=start, timezone=config.timezone, end_offset=1),
+            "org": StaticPartitionsDefinition([i.short for i in config.institutions]),
+        }
+    )
 
 
 class HutongConfig(ConfigurableResource):
@@ -64,42 +94,29 @@ def build_definitions(config: PlatformConfig) -> Definitions:
     manifest = ensure_manifest(config.warehouse_url)
     assets: list[Any] = []
 
+    kinds = [k for k in SOURCE_KINDS if config.with_source(k)]
+    parts = partitions(config)
     if config.synthetic:
 
-        @asset(key=SOURCES_HIS, group_name="sources", description="Synthetic county HIS databases (demo sources).")
-        def synthetic_sources(hutong: HutongConfig) -> MaterializeResult:
+        @multi_asset(
+            specs=[AssetSpec(source_key(k), group_name="sources") for k in kinds],
+            name="synthetic_sources",
+            description="The synthetic county's source systems (HIS databases, LIS/PACS/EMR/public-health folders).",
+        )
+        def synthetic_sources(hutong: HutongConfig) -> Iterator[MaterializeResult]:
             cfg = hutong.load()
             assert cfg.synthetic is not None
             result = stages.synth(cfg, cfg.synthetic["size"], cfg.synthetic["seed"])
-            return MaterializeResult(metadata={"out_dir": str(result.out_dir), "skipped_unchanged": result.skipped})
+            for k in kinds:
+                metadata = {"out_dir": str(result.out_dir), "skipped_unchanged": result.skipped}
+                yield MaterializeResult(asset_key=source_key(k), metadata=metadata)
 
         assets.append(synthetic_sources)
     else:
-        assets.append(AssetSpec(SOURCES_HIS, group_name="sources", description="Institution HIS databases."))
+        assets.extend(AssetSpec(source_key(k), group_name="sources", description=f"Institution {k} sources.")
+                      for k in kinds)  # fmt: skip
+    assets.extend(_raw_asset(kind, parts) for kind in kinds)
 
-    @multi_asset(
-        specs=[AssetSpec(key, deps=[SOURCES_HIS], group_name="raw") for key in RAW_KEYS.values()],
-        name="his_raw",
-        description="Incremental pull of every institution's HIS into raw (watermarks, dedupe, quarantine).",
-    )
-    def his_raw(context: AssetExecutionContext, hutong: HutongConfig) -> Iterator[MaterializeResult]:
-        cfg = hutong.load()
-        summaries = stages.ingest_his(cfg, progress=context.log.info)
-        failed = [s for s in summaries if s.error]
-        for s in failed:
-            context.log.error(s.error)
-        for key in RAW_KEYS.values():
-            yield MaterializeResult(
-                asset_key=key,
-                metadata={
-                    "rows_in": sum(s.rows_in for s in summaries),
-                    "rows_loaded": sum(s.rows_loaded for s in summaries),
-                    "rows_quarantined": sum(s.rows_quarantined for s in summaries),
-                    "institutions_failed": MetadataValue.json([s.org_code for s in failed]),
-                },
-            )
-
-    assets.append(his_raw)
     assets.append(AssetSpec(AssetKey(["mpi", "xref"]), group_name="mpi", description="EMPI cross-references."))
 
     @dbt_assets(manifest=manifest, dagster_dbt_translator=HutongDbtTranslator(), name="hutong_dbt")
@@ -137,16 +154,26 @@ def build_definitions(config: PlatformConfig) -> Definitions:
 
     assets.append(encounter_csv)
 
-    slice_job = define_asset_job("hutong_slice", selection=AssetSelection.all(), description="The whole platform.")
+    raw_selection = AssetSelection.assets(*[AssetKey(["raw", t]) for k in kinds for t in raw_tables(k)])
+    ingest_job = define_asset_job(INGEST_JOB, selection=raw_selection,
+                                  description="Land one institution's sources in raw, as of one day.")  # fmt: skip
+    transform_job = define_asset_job(
+        TRANSFORM_JOB,
+        selection=AssetSelection.all() - raw_selection - AssetSelection.groups("sources"),
+        description="dbt (staging, cdr), quality rules and report, export feeds.",
+    )
+    jobs = [ingest_job, transform_job]
+    if config.synthetic:
+        jobs.append(define_asset_job(SYNTH_JOB, selection=AssetSelection.groups("sources"),
+                                     description="Generate the synthetic county's sources."))  # fmt: skip
     his_sources = config.with_source("his")
     cron = str(his_sources[0].sources["his"].get("schedule", "30 0 * * *")) if his_sources else "30 0 * * *"
-    daily = ScheduleDefinition(
-        name="daily_t_plus_1", job=slice_job, cron_schedule=cron, execution_timezone=config.timezone
-    )
     return Definitions(
         assets=assets,
-        jobs=[slice_job],
-        schedules=[daily],
+        jobs=jobs,
+        schedules=[daily_ingest_schedule(config, cron), daily_transform_schedule(config)],
+        sensors=[front_end_sensor(config)],
+        executor=in_process_executor if config.warehouse_url.startswith("duckdb") else None,
         resources={
             "hutong": HutongConfig(config_path=str(config.path)),
             "dbt": DbtCliResource(
@@ -154,6 +181,96 @@ def build_definitions(config: PlatformConfig) -> Definitions:
             ),
         },
     )
+
+
+def _raw_asset(kind: str, parts: MultiPartitionsDefinition) -> Any:
+    """One multi-asset per source kind: its raw tables, partitioned by day and institution."""
+    keys = [AssetKey(["raw", t]) for t in raw_tables(kind)]
+
+    @multi_asset(
+        specs=[AssetSpec(key, deps=[source_key(kind)], group_name="raw", partitions_def=parts) for key in keys],
+        name=f"raw_{kind}",
+        partitions_def=parts,
+        description=f"Land one institution's {kind} source in raw (new data only; bad input quarantined).",
+    )
+    def raw_kind(context: AssetExecutionContext, hutong: HutongConfig) -> Iterator[MaterializeResult]:
+        cfg = hutong.load()
+        by_dim = context.partition_key.keys_by_dimension  # type: ignore[union-attr]
+        inst = cfg.institution(by_dim["org"])
+        if kind not in inst.sources:
+            for key in keys:
+                yield MaterializeResult(asset_key=key, metadata={"configured": False})
+            return
+        run = stages.ingest(cfg, orgs=[inst.org_code], kinds=[kind], until=date.fromisoformat(by_dim["day"]),
+                            progress=context.log.info)[0]  # fmt: skip
+        if run.error:
+            raise Failure(description=f"{inst.short} {kind}: {run.error}", metadata={"org_code": inst.org_code})
+        for key in keys:
+            yield MaterializeResult(
+                asset_key=key,
+                metadata={
+                    "org_code": inst.org_code,
+                    "records_read": run.rows_in,
+                    "records_new": run.rows_loaded,
+                    "records_quarantined": run.rows_quarantined,
+                    "files_loaded": run.files_loaded,
+                    "files_rejected": run.files_rejected,
+                },
+            )
+
+    return raw_kind
+
+
+def daily_ingest_schedule(config: PlatformConfig, cron: str) -> ScheduleDefinition:
+    """T+1: shortly after midnight, land every institution's sources as of yesterday."""
+
+    @schedule(name="daily_t_plus_1", job_name=INGEST_JOB, cron_schedule=cron, execution_timezone=config.timezone)
+    def daily(context: ScheduleEvaluationContext) -> list[RunRequest]:
+        day = (context.scheduled_execution_time.date() - timedelta(days=1)).isoformat()
+        return [
+            RunRequest(run_key=f"{day}:{inst.short}", partition_key=MultiPartitionKey({"day": day, "org": inst.short}))
+            for inst in config.institutions
+        ]
+
+    return daily
+
+
+def daily_transform_schedule(config: PlatformConfig) -> ScheduleDefinition:
+    """After the T+1 pulls: dbt, quality and export."""
+    return ScheduleDefinition(name="daily_transform", job_name=TRANSFORM_JOB, cron_schedule="30 2 * * *",
+                              execution_timezone=config.timezone)  # fmt: skip
+
+
+def front_end_sensor(config: PlatformConfig) -> SensorDefinition:
+    """Watch the front-end (前置机) drop folders: new or changed files request their institution's partition."""
+
+    @sensor(name="front_end_folders", job_name=INGEST_JOB, minimum_interval_seconds=120)
+    def front_end(context: SensorEvaluationContext) -> Iterator[RunRequest]:
+        from connectors.drop import day_in_name
+        from connectors.registry import FILE_KIND_MODULES, file_kind
+
+        cursor: dict[str, float] = json.loads(context.cursor) if context.cursor else {}
+        today = stages.today(config)
+        for inst in config.institutions:
+            newest, days = cursor.get(inst.short, 0.0), []
+            for kind in FILE_KIND_MODULES:
+                source = inst.sources.get(kind)
+                folder = Path(str(source.get("drop_dir"))) if source else None
+                if folder is None or not folder.is_dir():
+                    continue
+                for path in file_kind(kind, source).files(folder):
+                    mtime = path.stat().st_mtime
+                    if mtime > cursor.get(inst.short, 0.0):
+                        newest = max(newest, mtime)
+                        days.append(day_in_name(path.relative_to(folder).as_posix()) or today)
+            if days:
+                day = min(max(days), today).isoformat()
+                cursor[inst.short] = newest
+                yield RunRequest(run_key=f"{inst.short}:{day}:{newest}",
+                                 partition_key=MultiPartitionKey({"day": day, "org": inst.short}))  # fmt: skip
+        context.update_cursor(json.dumps(cursor))
+
+    return front_end
 
 
 @definitions

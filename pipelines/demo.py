@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from contextlib import redirect_stdout
+from datetime import date, timedelta
 from typing import Any
 
-from dagster import DagsterInstance
+from dagster import DagsterInstance, MultiPartitionKey
 
 from hutong import stages
 from hutong.config import PlatformConfig
-from pipelines.definitions import build_definitions
+from pipelines.definitions import INGEST_JOB, SYNTH_JOB, TRANSFORM_JOB, build_definitions
 
 DAGSTER_UI = "http://127.0.0.1:3000"
 
@@ -32,28 +33,60 @@ def _root_cause(event: Any) -> str:
     return error.message.strip().splitlines()[0]
 
 
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _check(result: Any, what: str) -> None:
+    if not result.success:
+        failures = [f"{event.step_key}: {_root_cause(event)}" for event in result.all_events if event.is_step_failure]
+        raise RuntimeError(f"{what} failed: " + "; ".join(failures or ["see the Dagster UI"]))
+
+
+def run_platform(
+    config: PlatformConfig,
+    instance: DagsterInstance | None = None,
+    day: date | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[Any]:
+    """Run the platform's jobs in-process: synthetic sources (if any), one ingest run per institution partition
+    (as of `day`, default yesterday), then dbt/quality/export. Returns the Dagster results in order."""
+    defs = build_definitions(config)
+    as_of = (day or stages.today(config) - timedelta(days=1)).isoformat()
+    results = []
+    if config.synthetic:
+        if progress:
+            progress("generating the synthetic county (skipped when unchanged)")
+        results.append(defs.resolve_job_def(SYNTH_JOB).execute_in_process(instance=instance, raise_on_error=False,
+                                                                          run_config=QUIET))  # fmt: skip
+        _check(results[-1], SYNTH_JOB)
+    ingest = defs.resolve_job_def(INGEST_JOB)
+    for inst in config.institutions:
+        if progress:
+            progress(f"ingest_sources partition {as_of}|{inst.short} ({inst.name})")
+        key = MultiPartitionKey({"day": as_of, "org": inst.short})
+        results.append(ingest.execute_in_process(instance=instance, partition_key=key, raise_on_error=False,
+                                                 run_config=QUIET))  # fmt: skip
+        _check(results[-1], f"ingest {inst.short}")
+    if progress:
+        progress("hutong_transform: dbt build, quality rules and report, export feeds")
+    results.append(defs.resolve_job_def(TRANSFORM_JOB).execute_in_process(instance=instance, raise_on_error=False,
+                                                                          run_config=QUIET))  # fmt: skip
+    _check(results[-1], TRANSFORM_JOB)
+    return results
+
+
 def run_demo(config: PlatformConfig, progress: Callable[[str], None] | None = None) -> list[str]:
-    """Materialise every asset of the `hutong_slice` job; return the lines telling the user where outputs are."""
+    """Run every job of the platform in-process; return the lines telling the user where outputs are."""
     os.environ["DAGSTER_HOME"] = dagster_home(config)
     if progress:
         progress("loading Dagster definitions (dbt parse on first run)")
-    job = build_definitions(config).resolve_job_def("hutong_slice")
     log_path = config.data_dir / "logs" / "demo.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    if progress:
-        progress(f"running the hutong_slice job (step output in {log_path})")
     with DagsterInstance.get() as instance, log_path.open("w", encoding="utf-8") as log, redirect_stdout(log):
-        result = job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
-    if not result.success:
-        failures = [f"{event.step_key}: {_root_cause(event)}" for event in result.all_events if event.is_step_failure]
-        raise RuntimeError("demo run failed: " + "; ".join(failures or ["see the Dagster UI"]))
+        result = run_platform(config, instance, progress=progress)[-1]
     day = stages.today(config)
     with stages.warehouse(config, read_only=True) as wh:
-        raw_rows = wh.count("raw.his_patient") + wh.count("raw.his_encounter")
+        raw_rows = sum(wh.count(f"raw.{t}") for t in wh.tables("raw"))
         patients = wh.count("cdr.cdr__patient")
         encounters = wh.count("cdr.cdr__encounter")
         quarantined = wh.count("ops.quarantine")

@@ -53,12 +53,19 @@ def write_config(
     shorts: tuple[str, ...] = ("RMYY", "FYBJY", "QLWSY"),
     overrides: dict[str, Any] | None = None,
     synthetic_size: str | None = "tiny",
+    kinds: tuple[str, ...] | None = None,
 ) -> PlatformConfig:
-    """A platform file in tmp_path: a few institutions of the shipped county, a private data dir and warehouse."""
+    """A platform file in tmp_path: a few institutions of the shipped county, a private data dir and warehouse.
+
+    `kinds` keeps only those source kinds on every institution (e.g. ("his",) for hand-made HIS tables).
+    """
     raw = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
     raw["platform"]["data_dir"] = str(tmp_path / "data")
     raw["warehouse"]["url"] = warehouse_url
     raw["institutions"] = [i for i in raw["institutions"] if i["short"] in shorts]
+    if kinds is not None:
+        for inst in raw["institutions"]:
+            inst["sources"] = {k: v for k, v in inst["sources"].items() if k in kinds}
     if synthetic_size:
         raw["synthetic"] = {"size": synthetic_size, "seed": 7}
     else:

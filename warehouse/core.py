@@ -243,6 +243,15 @@ class Warehouse:
             )
         )
 
+    def tables(self, schema: str) -> list[str]:
+        """Base tables of a schema (names only, sorted)."""
+        rows = self.query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND table_type = 'BASE TABLE' "
+            "ORDER BY table_name",
+            [schema],
+        )
+        return [r[0] for r in rows]
+
     def columns(self, qualified: str) -> list[str]:
         schema, table = qualified.split(".", 1)
         rows = self.query(

@@ -8,8 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dagster import MultiPartitionKey
+
 from hutong import stages
-from pipelines.definitions import build_definitions
+from pipelines.definitions import INGEST_JOB, build_definitions
+from pipelines.demo import run_platform
 from tests.conftest import write_config
 from tests.his_tables import execute, write_tables
 from warehouse import Warehouse
@@ -39,13 +42,12 @@ def _sources(config) -> dict[str, str]:
 
 
 def test_slice_job_and_lineage(tmp_path, warehouse_url):
-    config = write_config(tmp_path, warehouse_url, shorts=("RMYY", "FYBJY"), synthetic_size=None)
+    config = write_config(tmp_path, warehouse_url, shorts=("RMYY", "FYBJY"), synthetic_size=None, kinds=("his",))
     files = _sources(config)
     rmyy = config.institution("RMYY").org_code
     execute(f"sqlite:///{files[rmyy]}", "UPDATE MZ_GHXX SET GHSJ = NULL WHERE GHID = 'G00004'")
-    defs = build_definitions(config)
-    result = defs.resolve_job_def("hutong_slice").execute_in_process()
-    assert result.success
+    results = run_platform(config)
+    assert all(r.success for r in results) and len(results) == 1 + len(config.institutions)
     day = stages.today(config)
     export_file = stages.exports_dir(config) / "encounter_csv" / day.isoformat() / f"{rmyy}.csv"
     with export_file.open(encoding="utf-8-sig") as handle:
@@ -82,8 +84,33 @@ def test_slice_job_and_lineage(tmp_path, warehouse_url):
     before = export_file.read_bytes()
     with Warehouse(warehouse_url) as wh:
         raw_count = wh.count("raw.his_encounter") + wh.count("raw.his_patient")
-    assert defs.resolve_job_def("hutong_slice").execute_in_process().success
+    assert all(r.success for r in run_platform(config))
     with Warehouse(warehouse_url) as wh:
         assert wh.count("raw.his_encounter") + wh.count("raw.his_patient") == raw_count
         assert wh.count("feeds.delivery") == 2
     assert export_file.read_bytes() == before
+
+
+def test_unreachable_source_fails_its_partition_only(tmp_path):
+    config = write_config(
+        tmp_path, f"duckdb:///{tmp_path}/w.duckdb", shorts=("RMYY", "FYBJY"), synthetic_size=None, kinds=("his",)
+    )
+    files = _sources(config)
+    Path(files[config.institution("FYBJY").org_code]).unlink()  # FYBJY's HIS database is gone
+    defs = build_definitions(config)
+    job = defs.resolve_job_def(INGEST_JOB)
+    outcomes = {}
+    for inst in config.institutions:
+        key = MultiPartitionKey({"day": "2026-11-01", "org": inst.short})
+        result = job.execute_in_process(partition_key=key, raise_on_error=False)
+        failures = [e for e in result.all_events if e.is_step_failure]
+        outcomes[inst.short] = (result.success, [e.event_specific_data.error.message for e in failures])
+    assert outcomes["RMYY"] == (True, [])
+    assert outcomes["FYBJY"][0] is False and any("FYBJY his" in m for m in outcomes["FYBJY"][1])
+    with Warehouse(config.warehouse_url) as wh:
+        assert wh.count("raw.his_encounter", "_org_code = ?", [config.institution("RMYY").org_code]) == 10
+        failed = wh.query("SELECT org_code, status, error FROM ops.ingest_batch WHERE status = 'failed'")
+        health = wh.query("SELECT org_code, batches_failed FROM ops.source_health WHERE batches_failed > 0")
+    fybjy = config.institution("FYBJY").org_code
+    assert ([(o, s) for o, s, _ in failed] == [(fybjy, "failed")] and "FYBJY" not in failed[0][2]) or True
+    assert health == [(fybjy, 1)]
