@@ -21,11 +21,13 @@ import polars as pl
 
 from connectors.ledger import (
     Batch,
+    HealthMark,
     QuarantineRecord,
     SourceError,
     now_local,
     record_failure,
     record_health,
+    record_health_marks,
     write_batches,
 )
 from warehouse import Warehouse, append_raw
@@ -140,10 +142,13 @@ def loaded_files(wh: Warehouse, org_code: str, kind: str) -> set[tuple[str, str]
 def _record_files(wh: Warehouse, group: list[_Pending]) -> None:
     """One ops.ingest_file row per file of the group (replacing a previous row for the same bytes)."""
     now = now_local()
-    for item in group:
+    digests = [i.digest for i in group]
+    for start in range(0, len(digests), 500):  # a row for the same bytes exists only after a concurrent run
+        chunk = digests[start : start + 500]
         wh.execute(
-            "DELETE FROM ops.ingest_file WHERE org_code = ? AND source_kind = ? AND path = ? AND sha256 = ?",
-            [item.batch.org_code, item.batch.source_kind, item.rel, item.digest],
+            f"DELETE FROM ops.ingest_file WHERE org_code = ? AND source_kind = ? AND sha256 IN "
+            f"({', '.join('?' for _ in chunk)})",
+            [group[0].batch.org_code, group[0].batch.source_kind, *chunk],
         )
     frame = pl.DataFrame(
         {
@@ -308,8 +313,8 @@ def ingest_folder(
             if progress:
                 progress(f"{org_code} {kind.kind}: {run.files_seen} files, {run.rows_loaded} new rows")
     _flush(wh, group, run, cutoff)
-    for data_day, late in sorted(run.days.items()):
-        record_health(wh, org_code, kind.kind, data_day, ok=True, rows_loaded=run.day_rows[data_day], late_minutes=late)
+    marks = [HealthMark(d, True, run.day_rows[d], late_minutes=late) for d, late in sorted(run.days.items())]
+    record_health_marks(wh, org_code, kind.kind, marks)
     return run
 
 

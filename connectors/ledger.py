@@ -141,6 +141,67 @@ def record_failure(wh: Warehouse, batch: Batch, error: str) -> None:
     write_batch(wh, batch, status="failed", error=error)
 
 
+HEALTH_STAGE = "_hutong_health_stage"
+_HEALTH_UPSERT = (
+    "INSERT INTO ops.source_health AS h (org_code, source_kind, day, last_success_at, last_failure_at, "
+    "last_error, batches_ok, batches_failed, rows_loaded, late_minutes, updated_at) "
+    "SELECT org_code, source_kind, day, last_success_at, last_failure_at, last_error, batches_ok, batches_failed, "
+    f"rows_loaded, late_minutes, updated_at FROM {HEALTH_STAGE} "
+    "ON CONFLICT (org_code, source_kind, day) DO UPDATE SET "
+    "last_success_at = coalesce(excluded.last_success_at, h.last_success_at), "
+    "last_failure_at = coalesce(excluded.last_failure_at, h.last_failure_at), "
+    "last_error = coalesce(excluded.last_error, h.last_error), "
+    "batches_ok = h.batches_ok + excluded.batches_ok, "
+    "batches_failed = h.batches_failed + excluded.batches_failed, "
+    "rows_loaded = h.rows_loaded + excluded.rows_loaded, "
+    "late_minutes = CASE WHEN h.late_minutes IS NULL OR excluded.late_minutes > h.late_minutes "
+    "THEN excluded.late_minutes ELSE h.late_minutes END, "
+    "updated_at = excluded.updated_at"
+)
+
+
+@dataclass(frozen=True)
+class HealthMark:
+    """One run's outcome for an institution, source kind and data day."""
+
+    day: date
+    ok: bool
+    rows_loaded: int = 0
+    error: str = ""
+    late_minutes: int | None = None
+
+
+def record_health_marks(wh: Warehouse, org_code: str, source_kind: str, marks: list[HealthMark]) -> None:
+    """Update ops.source_health for many days of one source in one statement (stability / timeliness inputs).
+
+    Counts add up over runs; `late_minutes` (how long after the day's cut-off its data arrived) keeps the largest.
+    """
+    if not marks:
+        return
+    at = now_local()
+    frame = pl.DataFrame(
+        {
+            "org_code": [org_code] * len(marks),
+            "source_kind": [source_kind] * len(marks),
+            "day": pl.Series([m.day for m in marks], dtype=pl.Date),
+            "last_success_at": pl.Series([at if m.ok else None for m in marks], dtype=pl.Datetime("us")),
+            "last_failure_at": pl.Series([None if m.ok else at for m in marks], dtype=pl.Datetime("us")),
+            "last_error": pl.Series([m.error or None for m in marks], dtype=pl.String),
+            "batches_ok": pl.Series([int(m.ok) for m in marks], dtype=pl.Int64),
+            "batches_failed": pl.Series([int(not m.ok) for m in marks], dtype=pl.Int64),
+            "rows_loaded": pl.Series([m.rows_loaded for m in marks], dtype=pl.Int64),
+            "late_minutes": pl.Series([m.late_minutes for m in marks], dtype=pl.Int64),
+            "updated_at": pl.Series([at] * len(marks), dtype=pl.Datetime("us")),
+        }
+    )
+    with wh.transaction():
+        wh.execute(f"DROP TABLE IF EXISTS {HEALTH_STAGE}")
+        wh.execute(f"CREATE TEMP TABLE {HEALTH_STAGE} AS SELECT * FROM ops.source_health WHERE false")
+        wh.load(HEALTH_STAGE, frame)
+        wh.execute(_HEALTH_UPSERT)
+        wh.execute(f"DROP TABLE IF EXISTS {HEALTH_STAGE}")
+
+
 def record_health(
     wh: Warehouse,
     org_code: str,
@@ -152,27 +213,5 @@ def record_health(
     error: str = "",
     late_minutes: int | None = None,
 ) -> None:
-    """Update ops.source_health for one institution, source kind and day (stability / timeliness inputs).
-
-    `late_minutes` is how long after the day's cut-off data of that day arrived; the day keeps the largest.
-    """
-    at = now_local()
-    wh.execute(
-        "INSERT INTO ops.source_health AS h (org_code, source_kind, day, last_success_at, last_failure_at, "
-        "last_error, batches_ok, batches_failed, rows_loaded, late_minutes, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (org_code, source_kind, day) DO UPDATE SET "
-        "last_success_at = coalesce(excluded.last_success_at, h.last_success_at), "
-        "last_failure_at = coalesce(excluded.last_failure_at, h.last_failure_at), "
-        "last_error = coalesce(excluded.last_error, h.last_error), "
-        "batches_ok = h.batches_ok + excluded.batches_ok, "
-        "batches_failed = h.batches_failed + excluded.batches_failed, "
-        "rows_loaded = h.rows_loaded + excluded.rows_loaded, "
-        "late_minutes = CASE WHEN h.late_minutes IS NULL OR excluded.late_minutes > h.late_minutes "
-        "THEN excluded.late_minutes ELSE h.late_minutes END, "
-        "updated_at = excluded.updated_at",
-        [
-            org_code, source_kind, day, at if ok else None, None if ok else at, error or None,
-            1 if ok else 0, 0 if ok else 1, rows_loaded, late_minutes, at,
-        ],
-    )  # fmt: skip
+    """Update ops.source_health for one institution, source kind and day."""
+    record_health_marks(wh, org_code, source_kind, [HealthMark(day, ok, rows_loaded, error, late_minutes)])

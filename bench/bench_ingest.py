@@ -1,0 +1,197 @@
+"""Benchmark: connector throughput on a synthetic county, each measurement in its own process (own peak RSS).
+
+    .venv/bin/python bench/bench_ingest.py [size] [part ...]     (default: medium, every part)
+
+Parts: `lis` (HL7 files → raw, with the hl7apy per-message baseline measured on a sample in the same run),
+`mllp` (one MLLP connection, AA only after fdatasync, then the spool landed in raw), `his` (MariaDB → raw),
+`emr` (CDA/FHIR documents), `pacs` (DICOM headers + reports), `public_health` (CSV/Excel rows).
+The county is generated once (HIS into MariaDB databases `hutong_bench_<short>`, dropped at the end).
+Targets (issue 4, 2 cores): HL7 ≥ 20,000 messages/s from files, ≥ 2,000/s over MLLP with durable ACK, HIS ≥ 50,000
+rows/s, peak RSS < 2 GB whatever the input size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MARIADB = os.environ.get("HUTONG_BENCH_MARIADB", "mysql+pymysql://root@127.0.0.1:3306")
+PARTS = ("his", "lis", "mllp", "emr", "pacs", "public_health")
+HL7APY_SAMPLE = 300
+MLLP_MESSAGES = 20_000
+
+
+def _config(workdir: Path) -> Path:
+    """The shipped county with a private data dir and warehouse; HIS in MariaDB."""
+    raw = yaml.safe_load((ROOT / "config" / "county.yaml").read_text(encoding="utf-8"))
+    raw["platform"]["data_dir"] = str(workdir / "data")
+    raw["warehouse"]["url"] = f"duckdb:///{workdir}/warehouse.duckdb"
+    raw["source_defaults"]["his"]["url"] = f"{MARIADB}/hutong_bench_{{short}}?charset=utf8mb4"
+    path = workdir / "county.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _fresh_warehouse(config_path: Path) -> None:
+    from hutong.config import load_config
+
+    target = Path(load_config(config_path).warehouse_url.removeprefix("duckdb:///"))
+    for path in (target, target.with_name(target.name + ".wal")):
+        path.unlink(missing_ok=True)
+
+
+def run_part(part: str, config_path: Path) -> dict[str, object]:
+    """One measurement (runs in a child process)."""
+    from connectors.registry import ingest
+    from hutong.config import load_config
+    from warehouse import Warehouse, ensure_core
+
+    _fresh_warehouse(config_path)
+    config = load_config(config_path)
+    out: dict[str, object] = {"part": part}
+    if part == "mllp":
+        return _mllp(config)
+    with Warehouse(config.warehouse_url) as wh:
+        ensure_core(wh)
+        started = time.perf_counter()
+        runs = ingest(wh, config, kinds=[part])
+        seconds = time.perf_counter() - started
+        errors = [r.error for r in runs if r.error]
+        out |= {"records": sum(r.rows_in for r in runs), "new": sum(r.rows_loaded for r in runs),
+                "quarantined": sum(r.rows_quarantined for r in runs), "seconds": seconds, "errors": errors}  # fmt: skip
+        if part == "lis":
+            out["results"] = wh.count("raw.lis_result")
+    if part == "lis":
+        out["hl7apy_per_s"] = _hl7apy_baseline(config)
+    out["peak_rss_mib"] = _peak_mib()
+    return out
+
+
+def _hl7apy_baseline(config: object) -> float:
+    """Messages/s for hl7apy parsing + the same field extraction, on a sample of the county's messages."""
+    from connectors import hl7, hl7_reference
+
+    sample: list[str] = []
+    for path in sorted((Path(config.data_dir) / "sources").rglob("*.hl7")):  # type: ignore[attr-defined]
+        sample += [m.text for m in hl7.split_messages(path.read_text(encoding="utf-8"))
+                   if isinstance(m, hl7.Message) and not hl7.problem(m)]  # fmt: skip
+        if len(sample) >= HL7APY_SAMPLE:
+            break
+    started = time.perf_counter()
+    for text in sample[:HL7APY_SAMPLE]:
+        hl7_reference.extract(text)
+    return len(sample[:HL7APY_SAMPLE]) / (time.perf_counter() - started)
+
+
+def _mllp(config: object) -> dict[str, object]:
+    """Send messages over one MLLP connection (each ACK waits for fdatasync), then land the spool."""
+    from connectors.mllp import ListenerThread, listener_for
+    from connectors.registry import ingest
+    from synthetic.mllp import send, split_batch
+    from warehouse import Warehouse, ensure_core
+
+    messages: list[bytes] = []
+    by_org: dict[str, Path] = {}
+    for inst in config.with_source("lis"):  # type: ignore[attr-defined]
+        folder = Path(str(inst.sources["lis"].get("drop_dir")))
+        by_org[inst.org_code] = folder
+        for path in sorted(folder.rglob("*.hl7")):
+            messages += split_batch(path.read_bytes())
+            path.unlink()  # the feed arrives over MLLP only in this measurement
+        if len(messages) >= MLLP_MESSAGES:
+            break
+    messages = messages[:MLLP_MESSAGES]
+    listener = listener_for(config, port=0)  # type: ignore[arg-type]
+    with ListenerThread(listener) as running:
+        started = time.perf_counter()
+        codes = send("127.0.0.1", running.port, messages)
+        seconds = time.perf_counter() - started
+    with Warehouse(config.warehouse_url) as wh:  # type: ignore[attr-defined]
+        ensure_core(wh)
+        landed_at = time.perf_counter()
+        runs = ingest(wh, config, orgs=list(by_org), kinds=["lis"])  # type: ignore[arg-type]
+        land_seconds = time.perf_counter() - landed_at
+    acks = {c: codes.count(c) for c in set(codes)}
+    return {"part": "mllp", "records": len(messages), "seconds": seconds, "acks": acks,
+            "landed": sum(r.rows_loaded for r in runs), "land_seconds": land_seconds,
+            "peak_rss_mib": _peak_mib()}  # fmt: skip
+
+
+def _generate(config_path: Path, size: str, kinds: tuple[str, ...]) -> dict[str, object]:
+    import synthetic
+    from hutong.config import load_config
+
+    config = load_config(config_path)
+    template = f"{MARIADB}/hutong_bench_{{short}}?charset=utf8mb4" if "his" in kinds else None
+    started = time.perf_counter()
+    summary = synthetic.generate(config, size=size, out_dir=config.data_dir, seed=20261124,
+                                 his_url_template=template, kinds=kinds)  # fmt: skip
+    return {"records": summary.records, "seconds": time.perf_counter() - started}
+
+
+def _drop_mariadb(config_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    from hutong.config import load_config
+
+    engine = create_engine(MARIADB)
+    with engine.begin() as conn:
+        for inst in load_config(config_path).institutions:
+            conn.execute(text(f"DROP DATABASE IF EXISTS hutong_bench_{inst.short.lower()}"))
+    engine.dispose()
+
+
+def _row(r: dict[str, object]) -> str:
+    part, seconds, records = str(r["part"]), float(r["seconds"]), int(r["records"])  # type: ignore[arg-type]
+    line = f"{part:14s} {records:>11,} {seconds:>8.1f}s {records / seconds:>11,.0f}/s {r['peak_rss_mib']:>8,.0f} MiB"
+    if part == "lis":
+        fast = records / seconds
+        line += (f"   results {r['results']:,}; hl7apy baseline {r['hl7apy_per_s']:,.0f} msg/s "
+                 f"(fast path end-to-end {fast / float(r['hl7apy_per_s']):,.0f}×)")  # type: ignore[arg-type]  # fmt: skip
+    if part == "mllp":
+        line += f"   ACKs {r['acks']}; spool landed {r['landed']:,} in {r['land_seconds']:.1f}s"
+    if r.get("errors"):
+        line += f"   ERRORS {r['errors']}"
+    return line
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--part":
+        print(json.dumps(run_part(sys.argv[2], Path(sys.argv[3]))))
+        return
+    size = sys.argv[1] if len(sys.argv) > 1 else "medium"
+    parts = tuple(sys.argv[2:]) or PARTS
+    kinds = tuple(sorted({"lis" if p == "mllp" else p for p in parts}))
+    with tempfile.TemporaryDirectory(prefix="hutong_bench_ingest_") as tmp:
+        config_path = _config(Path(tmp))
+        try:
+            gen = _generate(config_path, size, kinds)
+            print(f"synthetic {size} county ({', '.join(kinds)}): {gen['records']:,} records in {gen['seconds']:.0f}s")
+            print(f"{'part':14s} {'records':>11s} {'wall':>9s} {'throughput':>13s} {'peak RSS':>12s}")
+            for part in [p for p in PARTS if p in parts and p != "mllp"] + (["mllp"] if "mllp" in parts else []):
+                done = subprocess.run([sys.executable, __file__, "--part", part, str(config_path)], capture_output=True,
+                                      text=True, cwd=ROOT)  # fmt: skip
+                if done.returncode != 0:
+                    print(f"{part:14s} FAILED: {done.stderr.strip().splitlines()[-1] if done.stderr else '?'}")
+                    continue
+                print(_row(json.loads(done.stdout.strip().splitlines()[-1])), flush=True)
+        finally:
+            if "his" in kinds:
+                _drop_mariadb(config_path)
+
+
+if __name__ == "__main__":
+    main()
