@@ -32,7 +32,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 serve: $(STAMP)
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/data/dagster} ; mkdir -p $$DAGSTER_HOME ; touch $$DAGSTER_HOME/dagster.yaml ; \
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/data/dagster} ; mkdir -p $$DAGSTER_HOME ; \
+	[ -s $$DAGSTER_HOME/dagster.yaml ] || printf 'concurrency:\n  runs:\n    max_concurrent_runs: 1\n' > $$DAGSTER_HOME/dagster.yaml ; \
 	DAGSTER_HOME=$$DAGSTER_HOME $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: $(STAMP)

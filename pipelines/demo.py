@@ -15,13 +15,17 @@ from hutong.config import PlatformConfig
 from pipelines.definitions import INGEST_JOB, SYNTH_JOB, TRANSFORM_JOB, build_definitions
 
 DAGSTER_UI = "http://127.0.0.1:3000"
+INSTANCE_YAML = "concurrency:\n  runs:\n    max_concurrent_runs: 1\n"
 
 
 def dagster_home(config: PlatformConfig) -> str:
     """A DAGSTER_HOME under the data folder so `make serve` shows the demo's runs."""
     home = config.data_dir / "dagster"
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()
+    instance = home / "dagster.yaml"
+    if not instance.is_file() or not instance.read_text(encoding="utf-8").strip():
+        # The embedded DuckDB warehouse takes one writer at a time: queue runs (sensor, schedules) one by one.
+        instance.write_text(INSTANCE_YAML, encoding="utf-8")
     return str(home)
 
 

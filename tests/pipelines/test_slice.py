@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from dagster import MultiPartitionKey
+from dagster import MultiPartitionKey, build_sensor_context
 
 from hutong import stages
 from pipelines.definitions import INGEST_JOB, build_definitions
@@ -114,3 +116,26 @@ def test_unreachable_source_fails_its_partition_only(tmp_path):
     fybjy = config.institution("FYBJY").org_code
     assert ([(o, s) for o, s, _ in failed] == [(fybjy, "failed")] and "FYBJY" not in failed[0][2]) or True
     assert health == [(fybjy, 1)]
+
+
+def test_front_end_sensor_requests_partitions_for_new_files(tmp_path):
+    config = write_config(tmp_path, f"duckdb:///{tmp_path}/w.duckdb", shorts=("RMYY", "QLWSY"), kinds=("lis",))
+    defs = build_definitions(config)
+    sensor_def, repo = defs.resolve_sensor_def("front_end_folders"), defs.get_repository_def()
+    for inst in config.institutions:
+        Path(str(inst.sources["lis"].get("drop_dir"))).mkdir(parents=True)
+    folder = Path(str(config.institution("RMYY").sources["lis"].get("drop_dir")))
+    (folder / "20261030").mkdir()
+    (folder / "20261030" / "a.hl7").write_text("MSH|^~\\&|x\r")
+    (folder / "20261031").mkdir()
+    (folder / "20261031" / "b.hl7").write_text("MSH|^~\\&|y\r")
+    first = sensor_def.evaluate_tick(build_sensor_context(cursor=None, repository_def=repo))
+    assert [r.partition_key for r in first.run_requests] == [MultiPartitionKey({"day": "2026-10-31", "org": "RMYY"})]
+    again = sensor_def.evaluate_tick(build_sensor_context(cursor=first.cursor, repository_def=repo))
+    assert again.run_requests == []  # nothing new since the cursor
+    late = folder / "20261029" / "c.hl7"
+    late.parent.mkdir()
+    late.write_text("MSH|^~\\&|z\r")
+    os.utime(late, (time.time() + 5, time.time() + 5))
+    third = sensor_def.evaluate_tick(build_sensor_context(cursor=again.cursor, repository_def=repo))
+    assert [r.partition_key.keys_by_dimension for r in third.run_requests] == [{"day": "2026-10-29", "org": "RMYY"}]
