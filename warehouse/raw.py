@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -65,6 +67,24 @@ def _hash_expr(payload: list[str]) -> str:
     return f"md5(concat_ws(chr(31), {', '.join(parts)}))"
 
 
+@contextmanager
+def _staged(wh: Warehouse, frame: pl.DataFrame, columns: dict[str, str]) -> Iterator[None]:
+    """The batch as relation STAGE: a zero-copy Arrow view on DuckDB, a COPY-loaded temp table on PostgreSQL."""
+    wh.execute(f"DROP TABLE IF EXISTS {NEW}")
+    if wh.dialect == "duckdb":
+        wh.conn.register(STAGE, frame.to_arrow())
+        try:
+            yield
+        finally:
+            wh.conn.unregister(STAGE)
+        return
+    wh.execute(f"DROP TABLE IF EXISTS {STAGE}")
+    wh.execute(create_table_sql(wh.dialect, STAGE, columns).replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+    wh.load(STAGE, frame)
+    yield
+    wh.execute(f"DROP TABLE IF EXISTS {STAGE}")  # not in `finally`: a failed PostgreSQL transaction takes no more
+
+
 def append_raw(wh: Warehouse, table: str, frame: pl.DataFrame, batch_id: str, ingested_at: datetime) -> RawAppendResult:
     """Append a batch to `raw.<table>`; rows already landed (same org, source key and hash) are skipped.
 
@@ -96,11 +116,7 @@ def append_raw(wh: Warehouse, table: str, frame: pl.DataFrame, batch_id: str, in
         + [pl.col("_source_updated_at").cast(pl.Datetime("us")), pl.col("_deleted").cast(pl.Boolean)]
     ).select(list(stage_cols))
     qualified = f"raw.{table}"
-    with wh.transaction():
-        wh.execute(f"DROP TABLE IF EXISTS {STAGE}")
-        wh.execute(f"DROP TABLE IF EXISTS {NEW}")
-        wh.execute(create_table_sql(wh.dialect, STAGE, stage_cols).replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
-        wh.load(STAGE, frame)
+    with wh.transaction(), _staged(wh, frame, stage_cols):
         pay = ", ".join(quote_ident(c) for c in payload)
         wh.execute(
             f"""
@@ -139,6 +155,5 @@ def append_raw(wh: Warehouse, table: str, frame: pl.DataFrame, batch_id: str, in
         target_cols = [*payload, *lineage_columns()]
         cols = ", ".join(quote_ident(c) for c in target_cols)
         wh.execute(f"INSERT INTO {qualified} ({cols}) SELECT {cols} FROM {NEW}")
-        wh.execute(f"DROP TABLE IF EXISTS {STAGE}")
         wh.execute(f"DROP TABLE IF EXISTS {NEW}")
     return RawAppendResult(rows_in=frame.height, rows_loaded=loaded, loaded_by_batch=by_batch)
