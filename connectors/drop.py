@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -34,7 +35,7 @@ from warehouse import Warehouse, append_raw
 
 Progress = Callable[[str], None]
 LINEAGE = ("_source_key", "_source_updated_at", "_deleted", "_origin")
-GROUP_ROWS = 50_000  # records per transaction when many small files land together
+GROUP_BYTES = 8 << 20  # input bytes parsed and landed per transaction when many files land together
 GROUP_FILES = 500
 _DAY_IN_NAME = re.compile(r"(?<!\d)(20\d{2})(\d{2})(\d{2})(?!\d)")
 
@@ -171,6 +172,17 @@ def _record_files(wh: Warehouse, group: list[_Pending]) -> None:
 
 
 @dataclass
+class _File:
+    """A dropped file read from disk, not yet parsed."""
+
+    path: Path
+    rel: str
+    digest: str
+    arrived: datetime
+    data: bytes
+
+
+@dataclass
 class _Pending:
     """A file read and parsed, waiting to land with the others of its group."""
 
@@ -184,10 +196,8 @@ class _Pending:
     data: bytes
 
 
-def _read(
-    kind: FileKind, org_code: str, folder: Path, path: Path, run: SourceRun, seen: set[tuple[str, str]]
-) -> _Pending | None:
-    """Read and parse one file, or None when the same bytes were landed before (`seen`)."""
+def _read(folder: Path, path: Path, run: SourceRun, seen: set[tuple[str, str]]) -> _File | None:
+    """Read one file, or None when the same bytes were landed before (`seen`)."""
     rel = path.relative_to(folder).as_posix()
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
@@ -196,32 +206,50 @@ def _read(
         run.files_skipped += 1
         return None
     arrived = datetime.fromtimestamp(path.stat().st_mtime).replace(microsecond=0)
+    return _File(path, rel, digest, arrived, data)
+
+
+def _parse_one(kind: FileKind, org_code: str, file: _File) -> Parsed:
     try:
-        parsed = kind.parse(path, rel, data, org_code)
+        return kind.parse(file.path, file.rel, file.data, org_code)
     except Exception as exc:  # a parser bug or an unforeseen format must not stop the folder
-        parsed = Parsed(rejected=("unreadable_file", f"{type(exc).__name__}: {exc}"))
+        return Parsed(rejected=("unreadable_file", f"{type(exc).__name__}: {exc}"))
+
+
+def _parse_group(kind: FileKind, org_code: str, files: list[_File]) -> list[_Pending]:
+    """Parse a group of files: all at once when the kind can (`parse_many`), else one by one."""
+    many = getattr(kind, "parse_many", None)
+    results: list[Parsed] | None = None
+    if many is not None and files:
+        try:
+            results = many([(f.path, f.rel, f.data) for f in files], org_code)
+        except Exception:  # fall back to file by file, which isolates the file that breaks
+            results = None
+    if results is None:
+        results = [_parse_one(kind, org_code, f) for f in files]
+    return [_settle(kind, org_code, f, parsed) for f, parsed in zip(files, results, strict=True)]
+
+
+def _settle(kind: FileKind, org_code: str, file: _File, parsed: Parsed) -> _Pending:
+    """Check a parse result reconciles and make its ledger batch (a whole-file rejection is one record)."""
     entity = parsed.primary or kind.entity
     if not parsed.rejected:
         primary = parsed.tables.get(entity)
         landed = 0 if primary is None else primary.height
         if landed + len(parsed.quarantined) != parsed.rows_in:
-            parsed = Parsed(
-                rejected=(
-                    "parser_mismatch",
-                    f"{kind.kind} reader counted {parsed.rows_in} records in "
-                    f"{rel} but returned {landed} rows and {len(parsed.quarantined)} quarantined",
-                )
-            )
-    batch = Batch(org_code, kind.kind, kind.source_system, entity, window_start=rel, window_end=digest[:16])
+            reason = (f"{kind.kind} reader counted {parsed.rows_in} records in {file.rel} but returned {landed} rows "
+                      f"and {len(parsed.quarantined)} quarantined")  # fmt: skip
+            parsed = Parsed(rejected=("parser_mismatch", reason))
+    batch = Batch(org_code, kind.kind, kind.source_system, entity, window_start=file.rel, window_end=file.digest[:16])
     if parsed.rejected:
         code, reason = parsed.rejected
         batch.rows_in = 1
-        batch.quarantined = [QuarantineRecord(rel, code, reason, data)]
+        batch.quarantined = [QuarantineRecord(file.rel, code, reason, file.data)]
     else:
         batch.rows_in = parsed.rows_in
         batch.quarantined = parsed.quarantined
-    day = parsed.data_day or day_in_name(rel)
-    return _Pending(batch, rel, digest, len(data), arrived, day, parsed, data)
+    day = parsed.data_day or day_in_name(file.rel)
+    return _Pending(batch, file.rel, file.digest, len(file.data), file.arrived, day, parsed, file.data)
 
 
 def _flush(wh: Warehouse, group: list[_Pending], run: SourceRun, cutoff: str) -> None:
@@ -264,9 +292,10 @@ def ingest_file(
     wh: Warehouse, kind: FileKind, org_code: str, folder: Path, path: Path, run: SourceRun, cutoff: str = "24:00"
 ) -> Batch | None:
     """Land one dropped file on its own (or skip it when the same bytes were landed before)."""
-    item = _read(kind, org_code, folder, path, run, loaded_files(wh, org_code, kind.kind))
-    if item is None:
+    file = _read(folder, path, run, loaded_files(wh, org_code, kind.kind))
+    if file is None:
         return None
+    item = _parse_group(kind, org_code, [file])[0]
     _flush(wh, [item], run, cutoff)
     return item.batch
 
@@ -280,39 +309,48 @@ def ingest_folder(
     day: date | None = None,
     until: date | None = None,
     cutoff: str = "24:00",
-    group_rows: int | None = None,
+    group_bytes: int | None = None,
     progress: Progress | None = None,
 ) -> SourceRun:
     """Land every new file of one institution's drop folder: only those of `day`, or of days up to `until`, if given.
 
     Files whose name or folder carries no date are always taken.
 
-    Small files are landed in groups of up to `group_rows` records per transaction (each file still gets its own
-    ledger batch); a crash loses at most the group in flight, which the next run reads again.
+    Files are parsed and landed in groups of up to `group_bytes` of input per transaction (each file still gets its
+    own ledger batch); a crash loses at most the group in flight, which the next run reads again.
     """
     run = SourceRun(org_code, kind.kind)
-    group_rows = group_rows or GROUP_ROWS
+    group_bytes = group_bytes or GROUP_BYTES
     if not folder.is_dir():
         raise SourceError(f"{org_code}: {kind.kind} drop folder {folder} does not exist")
-    group: list[_Pending] = []
-    rows = 0
+    group: list[_File] = []
+    size = 0
     seen = loaded_files(wh, org_code, kind.kind)
-    for path in sorted(kind.files(folder)):
-        rel = path.relative_to(folder).as_posix()
-        file_day = day_in_name(rel)
-        if file_day is not None and ((day is not None and file_day != day) or (until is not None and file_day > until)):
-            continue
-        item = _read(kind, org_code, folder, path, run, seen)
-        if item is None:
-            continue
-        group.append(item)
-        rows += item.batch.rows_in
-        if rows >= group_rows or len(group) >= GROUP_FILES:
-            _flush(wh, group, run, cutoff)
-            group, rows = [], 0
-            if progress:
-                progress(f"{org_code} {kind.kind}: {run.files_seen} files, {run.rows_loaded} new rows")
-    _flush(wh, group, run, cutoff)
+    # Parse the next group in a thread while this one lands: polars and the warehouse both release the GIL.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hutong-parse") as parser:
+        landing: Future[list[_Pending]] | None = None
+        for path in sorted(kind.files(folder)):
+            rel = path.relative_to(folder).as_posix()
+            file_day = day_in_name(rel)
+            if file_day is not None and (
+                (day is not None and file_day != day) or (until is not None and file_day > until)
+            ):
+                continue
+            file = _read(folder, path, run, seen)
+            if file is None:
+                continue
+            group.append(file)
+            size += len(file.data)
+            if size >= group_bytes or len(group) >= GROUP_FILES:
+                parsing = parser.submit(_parse_group, kind, org_code, group)
+                if landing is not None:
+                    _flush(wh, landing.result(), run, cutoff)
+                landing, group, size = parsing, [], 0
+                if progress:
+                    progress(f"{org_code} {kind.kind}: {run.files_seen} files, {run.rows_loaded} new rows")
+        if landing is not None:
+            _flush(wh, landing.result(), run, cutoff)
+    _flush(wh, _parse_group(kind, org_code, group), run, cutoff)
     marks = [HealthMark(d, True, run.day_rows[d], late_minutes=late) for d, late in sorted(run.days.items())]
     record_health_marks(wh, org_code, kind.kind, marks)
     return run

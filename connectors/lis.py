@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from connectors import hl7
+from connectors import hl7, hl7_columnar
 from connectors.drop import Parsed
 from connectors.ledger import QuarantineRecord
 from hutong.config import SourceConfig
@@ -24,6 +24,7 @@ from hutong.config import SourceConfig
 SOURCE_KIND = "lis"
 SOURCE_SYSTEM = "LIS"
 MESSAGE_TABLE, ORDER_TABLE, RESULT_TABLE = "lis_message", "lis_order", "lis_result"
+LINEAGE_COLUMNS = ("_org_code", "_source_system", "_source_key", "_source_updated_at", "_deleted", "_origin")
 
 
 def decode(data: bytes) -> tuple[str, str]:
@@ -75,30 +76,108 @@ class LisFiles:
         return folder.rglob("*.hl7")
 
     def parse(self, path: Path, rel: str, data: bytes, org_code: str) -> Parsed:
-        try:
-            text, _ = decode(data)
-        except UnicodeDecodeError as exc:
-            return Parsed(rejected=("hl7_undecodable", f"neither UTF-8 nor GB18030: {exc}"))
-        return parse_text(text, rel, org_code, self.one_patient_per_message)
+        return self.parse_many([(path, rel, data)], org_code)[0]
+
+    def parse_many(self, files: list[tuple[Path, str, bytes]], org_code: str) -> list[Parsed]:
+        """Parse a group of files in one columnar pass (files that do not decode are rejected on their own)."""
+        out: list[Parsed | None] = []
+        texts: list[tuple[str, str]] = []
+        for _, rel, data in files:
+            try:
+                texts.append((decode(data)[0], rel))
+                out.append(None)
+            except UnicodeDecodeError as exc:
+                out.append(Parsed(rejected=("hl7_undecodable", f"neither UTF-8 nor GB18030: {exc}")))
+        parsed = iter(parse_texts(texts, org_code, self.one_patient_per_message) if texts else [])
+        return [item if item is not None else next(parsed) for item in out]
 
 
 def parse_text(text: str, rel: str, org_code: str, one_patient_per_message: bool = True) -> Parsed:
     """Messages of one file or spool segment as raw frames plus quarantined messages."""
+    return parse_texts([(text, rel)], org_code, one_patient_per_message)[0]
+
+
+def parse_texts(files: list[tuple[str, str]], org_code: str, one_patient_per_message: bool = True) -> list[Parsed]:
+    """Several files' (text, relative path) at once: the columnar path takes them all, in one go, and the messages
+    it is unsure of go through the per-message path."""
+    columnar = hl7_columnar.extract_files([text for text, _ in files], one_patient_per_message)
+    slow = [Parsed() for _ in files]
+    for index, item_text, line in columnar.leftovers:
+        _parse_messages(item_text, files[index][1], org_code, one_patient_per_message, slow[index], line - 1)
+    fast = _columnar_frames(columnar, [rel for _, rel in files], org_code)
+    counts = dict(columnar.messages.group_by("file").len().iter_rows())
+    parts = {table: frame.partition_by("file", as_dict=True, include_key=False) for table, frame in fast.items()}
+    out = []
+    for index in range(len(files)):
+        parsed = Parsed(rows_in=counts.get(index, 0) + slow[index].rows_in, quarantined=slow[index].quarantined)
+        for table, frame in fast.items():
+            mine = parts[table].get((index,), frame.clear().drop("file"))
+            other = slow[index].tables.get(table)
+            if other is not None and other.height:
+                mine = pl.concat([mine, other.select(mine.columns)])
+            parsed.tables[table] = mine
+        out.append(parsed)
+    return out
+
+
+def _columnar_frames(result: hl7_columnar.ColumnarResult, rels: list[str], org_code: str) -> dict[str, pl.DataFrame]:
+    """Raw frames (with a `file` column) from the columnar extraction: lineage added, payload as text."""
+    spec = hl7.field_spec()
+    paths = pl.DataFrame(
+        {"file": pl.Series(range(len(rels)), dtype=pl.Int64), "_rel": pl.Series(rels, dtype=pl.String)}
+    )
+    messages = result.messages.join(paths, on="file", how="left").with_columns(
+        hl7_columnar.hl7_time("message_time").alias("_source_updated_at"),
+        (pl.col("_rel") + "#" + pl.col("control_id")).alias("_origin"),
+    )
+    keys = messages.select("group", "control_id", "_source_updated_at", "_origin")
+    lineage = [
+        pl.lit(org_code).alias("_org_code"),
+        pl.lit(SOURCE_SYSTEM).alias("_source_system"),
+        pl.lit(False).alias("_deleted"),
+    ]
+    message_frame = messages.with_columns(pl.col("control_id").alias("_source_key"), *lineage).select(
+        "file", *spec["message"], "message_text", *LINEAGE_COLUMNS
+    )
+    orders = result.orders.join(keys, on="group", how="left").with_columns(
+        pl.col("order_index").cast(pl.String),
+        (pl.col("control_id") + ":" + pl.col("order_index").cast(pl.String)).alias("_source_key"),
+        *lineage,
+    )
+    order_frame = orders.select("file", "control_id", "order_index", *spec["order"], *LINEAGE_COLUMNS)
+    results = result.results.join(keys, on="group", how="left").with_columns(
+        pl.col("order_index").cast(pl.String),
+        pl.col("result_index").cast(pl.String),
+        (pl.col("control_id") + ":" + pl.col("order_index").cast(pl.String) + ":"
+         + pl.col("result_index").cast(pl.String)).alias("_source_key"),
+        *lineage,
+    )  # fmt: skip
+    result_frame = results.select(
+        "file", "control_id", "order_index", "result_index", *spec["result"], *LINEAGE_COLUMNS
+    )
+    return {MESSAGE_TABLE: message_frame, ORDER_TABLE: order_frame, RESULT_TABLE: result_frame}
+
+
+def _parse_messages(
+    text: str, rel: str, org_code: str, one_patient_per_message: bool, parsed: Parsed, line_offset: int = 0
+) -> None:
+    """The per-message path: exact problems for bad messages, exact values for odd ones (appended to `parsed`)."""
     spec = hl7.field_spec()
     messages = _Columns([*spec["message"], "message_text"])
     orders = _Columns(["control_id", "order_index", *spec["order"]])
     results = _Columns(["control_id", "order_index", "result_index", *spec["result"]])
-    parsed = Parsed()
     for item in hl7.split_messages(text, one_patient_per_message):
         parsed.rows_in += 1
+        line = item.line + line_offset
         if isinstance(item, hl7.Orphan):
-            parsed.quarantined.append(QuarantineRecord(f"{rel}#line {item.line}", "hl7_missing_msh", item.reason,
+            reason = f"segments from line {line} have no MSH header (message lost its MSH)"
+            parsed.quarantined.append(QuarantineRecord(f"{rel}#line {line}", "hl7_missing_msh", reason,
                                                        item.text.encode("utf-8")))  # fmt: skip
             continue
         issue = hl7.problem(item)
         control = item.control_id
         if issue:
-            origin = f"{rel}#{control}" if control else f"{rel}#line {item.line}"
+            origin = f"{rel}#{control}" if control else f"{rel}#line {line}"
             parsed.quarantined.append(QuarantineRecord(origin, issue[0], issue[1], item.text.encode("utf-8")))
             continue
         assert control is not None
@@ -114,11 +193,16 @@ def parse_text(text: str, rel: str, org_code: str, one_patient_per_message: bool
             result["control_id"], result["order_index"] = control, str(result.pop("obr_index"))
             result["result_index"] = str(index)
             results.add(result, f"{control}:{result['order_index']}:{index}", updated, origin)
-    parsed.tables = {
-        MESSAGE_TABLE: messages.frame(org_code),
-        ORDER_TABLE: orders.frame(org_code),
-        RESULT_TABLE: results.frame(org_code),
-    }
+    for table, columns in ((MESSAGE_TABLE, messages), (ORDER_TABLE, orders), (RESULT_TABLE, results)):
+        frame = columns.frame(org_code)
+        earlier = parsed.tables.get(table)
+        parsed.tables[table] = frame if earlier is None else pl.concat([earlier, frame])
+
+
+def parse_text_per_message(text: str, rel: str, org_code: str, one_patient_per_message: bool = True) -> Parsed:
+    """The whole file through the per-message path (the columnar path's reference)."""
+    parsed = Parsed()
+    _parse_messages(text, rel, org_code, one_patient_per_message, parsed)
     return parsed
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -13,6 +14,9 @@ from urllib.parse import unquote, urlsplit
 import polars as pl
 
 SCHEMAS = ("raw", "ops", "mpi", "quality", "feeds")
+
+
+DUCKDB_MEMORY_LIMIT = "1GB"
 
 
 class WarehouseError(Exception):
@@ -100,7 +104,12 @@ class Warehouse:
             if not self.read_only:
                 self.target.path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                self._conn = duckdb.connect(str(self.target.path), read_only=self.read_only)
+                # bounded memory: DuckDB spills to disk beyond this (HUTONG_DUCKDB_MEMORY_LIMIT, e.g. 4GB on big hosts)
+                settings = {
+                    "memory_limit": os.environ.get("HUTONG_DUCKDB_MEMORY_LIMIT", DUCKDB_MEMORY_LIMIT),
+                    "checkpoint_threshold": "256MB",
+                }
+                self._conn = duckdb.connect(str(self.target.path), read_only=self.read_only, config=settings)
             except duckdb.IOException as exc:
                 raise WarehouseError(
                     f"cannot open DuckDB warehouse {self.target.path}: {str(exc).splitlines()[0]} "

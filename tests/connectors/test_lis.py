@@ -11,11 +11,12 @@ import textwrap
 from collections import Counter
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 import synthetic
 from connectors import hl7, hl7_reference
-from connectors.lis import parse_text
+from connectors.lis import parse_text, parse_text_per_message, parse_texts
 from connectors.mllp import ListenerThread, listener_for
 from connectors.registry import ingest
 from synthetic.mllp import send, split_batch
@@ -62,6 +63,36 @@ def test_fast_parser_agrees_with_hl7apy(tmp_path):
     assert fast == hl7_reference.extract(message.text)
     assert fast[0]["family_name"] == "王^小" and fast[0]["address"] == "河南|郑州" and fast[0]["patient_id"] == "P1"
     assert fast[0]["attending_doctor"] == "D1" and fast[0]["visit_number"] == "V9" and fast[1] == [] == fast[2]
+
+
+def _rows(frame) -> list[tuple]:
+    return sorted(frame.select(sorted(frame.columns)).iter_rows(), key=str)
+
+
+def test_columnar_path_equals_per_message_path(tmp_path):
+    config = _county(tmp_path, f"duckdb:///{tmp_path}/w.duckdb")
+    files = [(p.read_bytes().decode("utf-8"), p.name) for p in sorted(config.data_dir.rglob("*.hl7"))[:30]]
+    odd = (
+        "MSH|^~\\&|LIS|ORG|H|H|20261008141800||ORU^R01|E1|P|2.5\rPID|1||P1||王\\S\\小^明\rOBX|1|ST|A^B||x\\F\\y\r"
+        "MSH|^~\\&|LIS|ORG|H|H|20261008||ORU^R01|E2|P|2.5\rPID|1||P2~P3^^^H&O&L\rOBR|1\rOBX|1|NM|A^B^L^1-1^N^LN||1\r"
+        "OBX|2|NM|C||2\rOBR|2\rOBX|1|NM|D||3\rPID|1||LOST\rOBX|1|NM|A||9\r"
+        "MSH#^~\\&#LIS#ORG#H#H#20261008##ORU^R01#E3#P#2.5\rPID#1##P4\r"
+    )
+    files.append((odd, "odd.hl7"))
+    columnar = parse_texts(files, "ORG")
+    for (text, rel), fast in zip(files, columnar, strict=True):
+        slow = parse_text_per_message(text, rel, "ORG")
+        assert fast.rows_in == slow.rows_in, rel
+        assert [(q.origin, q.error_code, q.original) for q in fast.quarantined] == [
+            (q.origin, q.error_code, q.original) for q in slow.quarantined
+        ]
+        for table, frame in slow.tables.items():
+            assert _rows(fast.tables[table]) == _rows(frame), (rel, table)
+    odd_rows = columnar[-1].tables["lis_message"]
+    assert sorted(odd_rows["control_id"].to_list()) == ["E1", "E2", "E3"]  # E3 uses '#' as field separator
+    assert columnar[-1].tables["lis_result"].filter(pl.col("control_id") == "E2")["order_index"].to_list() == [
+        "1", "1", "2"
+    ]  # fmt: skip
 
 
 def test_bad_messages_are_quarantined_and_the_rest_lands():
@@ -204,7 +235,7 @@ KILLER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         return result
     drop.append_raw = dying_append
-    drop.GROUP_ROWS = int(sys.argv[2])
+    drop.GROUP_BYTES = int(sys.argv[2])
     config = load_config(sys.argv[1])
     with Warehouse(config.warehouse_url) as wh:
         ensure_core(wh)
@@ -217,7 +248,7 @@ def test_killed_mid_batch_then_rerun_loses_nothing_and_duplicates_nothing(tmp_pa
     config = _county(tmp_path, warehouse_url)
     truth = _truth(config)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    done = subprocess.run([sys.executable, "-c", KILLER, str(config.path), "40"], env=env, capture_output=True)
+    done = subprocess.run([sys.executable, "-c", KILLER, str(config.path), "6000"], env=env, capture_output=True)
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
     with Warehouse(warehouse_url) as wh:
         partial = wh.scalar("SELECT count(*) FROM raw.lis_message")
