@@ -20,7 +20,7 @@ import yaml
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
-from connectors.drop import Parsed, lineage_frame
+from connectors.drop import Parsed, frames_by_file
 from connectors.ledger import QuarantineRecord
 from hutong.config import SourceConfig
 
@@ -98,13 +98,10 @@ class PacsFiles:
                 parsed.quarantined.append(QuarantineRecord(rel, exc.code, exc.reason, data))
             out.append(parsed)
         for table, columns in ((STUDY_TABLE, mapping()["dicom"]), (REPORT_TABLE, mapping()["report"])):
-            frame = lineage_frame(rows[table], [*columns, "_file"], org_code, SOURCE_SYSTEM)
-            frame = frame.with_columns(frame["_file"].cast(int))
-            by_file = frame.partition_by("_file", as_dict=True, include_key=False)
-            empty = frame.clear().drop("_file")
-            for index, parsed in enumerate(out):
+            frames = frames_by_file(rows[table], columns, len(files), org_code, SOURCE_SYSTEM)
+            for parsed, frame in zip(out, frames, strict=True):
                 if parsed.primary == table:
-                    parsed.tables[table] = by_file.get((index,), empty)
+                    parsed.tables[table] = frame
         return out
 
 
