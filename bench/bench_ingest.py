@@ -5,7 +5,7 @@
 Parts: `lis` (HL7 files → raw, with the hl7apy per-message baseline measured on a sample in the same run),
 `mllp` (one MLLP connection, AA only after fdatasync, then the spool landed in raw), `his` (MariaDB → raw),
 `emr` (CDA/FHIR documents), `pacs` (DICOM headers + reports), `public_health` (CSV/Excel rows).
-The county is generated once (HIS into MariaDB databases `hutong_bench_<short>`, dropped at the end).
+The county is generated once (HIS into MariaDB databases `hutong_bench_<org_code>`, dropped at the end).
 Targets (issue 4, 2 cores): HL7 ≥ 20,000 messages/s from files, ≥ 2,000/s over MLLP with durable ACK, HIS ≥ 50,000
 rows/s, peak RSS < 2 GB whatever the input size.
 """
@@ -35,7 +35,7 @@ def _config(workdir: Path) -> Path:
     raw = yaml.safe_load((ROOT / "config" / "county.yaml").read_text(encoding="utf-8"))
     raw["platform"]["data_dir"] = str(workdir / "data")
     raw["warehouse"]["url"] = f"duckdb:///{workdir}/warehouse.duckdb"
-    raw["source_defaults"]["his"]["url"] = f"{MARIADB}/hutong_bench_{{short}}?charset=utf8mb4"
+    raw["source_defaults"]["his"]["url"] = f"{MARIADB}/hutong_bench_{{org_code}}?charset=utf8mb4"
     path = workdir / "county.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
@@ -135,7 +135,7 @@ def _generate(config_path: Path, size: str, kinds: tuple[str, ...]) -> dict[str,
     from hutong.config import load_config
 
     config = load_config(config_path)
-    template = f"{MARIADB}/hutong_bench_{{short}}?charset=utf8mb4" if "his" in kinds else None
+    template = f"{MARIADB}/hutong_bench_{{org_code}}?charset=utf8mb4" if "his" in kinds else None
     started = time.perf_counter()
     summary = synthetic.generate(config, size=size, out_dir=config.data_dir, seed=20261124,
                                  his_url_template=template, kinds=kinds)  # fmt: skip
@@ -150,7 +150,7 @@ def _drop_mariadb(config_path: Path) -> None:
     engine = create_engine(MARIADB)
     with engine.begin() as conn:
         for inst in load_config(config_path).institutions:
-            conn.execute(text(f"DROP DATABASE IF EXISTS hutong_bench_{inst.short.lower()}"))
+            conn.execute(text(f"DROP DATABASE IF EXISTS hutong_bench_{inst.org_code}"))
     engine.dispose()
 
 
