@@ -192,6 +192,9 @@ def generate(
         for p in people:
             writer.writerow([getattr(p, f) for f in PERSON_FIELDS])
     plans = plan_institutions(config, people, int(spec["days"]), profiles, end)
+    if not plans:
+        raise ValueError("the synthetic county derives every visit from an institution's HIS, but no institution in "
+                         f"{getattr(config, 'path', 'the config')} has a `his` source")  # fmt: skip
     job = _Job(config, plans, out_dir, profiles, start, end, seed, his_url_template, kinds)
     if workers is None:  # forking pays off only for large counties
         workers = min(2, os.cpu_count() or 1) if len(people) >= PARALLEL_FROM_PERSONS else 1
