@@ -49,12 +49,21 @@ class TableMapping:
 
     name: str
     entity: str
-    key: str
-    updated_at: str
+    keys: tuple[str, ...]
+    updated_at: str | None  # None: a snapshot table (local code dictionaries) read whole on every pull
     columns: dict[str, str]
     deleted_column: str | None = None
     deleted_value: str | None = None
     constants: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The single key column of a watermarked table (keyset pagination)."""
+        return self.keys[0]
+
+    @property
+    def snapshot(self) -> bool:
+        return self.updated_at is None
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,11 @@ def load_vendor(vendor: str) -> VendorMapping:
         unknown = set(table["columns"]) - allowed
         if unknown:
             raise SourceError(f"{path.name}: table {name} maps unknown standard columns {sorted(unknown)}")
-        for ident in [name, table["key"], table["updated_at"], *table["columns"].values()]:
+        keys = tuple(table["key"]) if isinstance(table["key"], list) else (table["key"],)
+        updated_at = table.get("updated_at")
+        if updated_at and len(keys) != 1:
+            raise SourceError(f"{path.name}: table {name} has an update column, so it needs a single key column")
+        for ident in [name, *keys, *([updated_at] if updated_at else []), *table["columns"].values()]:
             if not _IDENT.match(ident):
                 raise SourceError(f"{path.name}: {ident!r} is not a plain column/table name")
         deleted = table.get("deleted") or {}
@@ -95,8 +108,8 @@ def load_vendor(vendor: str) -> VendorMapping:
             TableMapping(
                 name=name,
                 entity=entity,
-                key=table["key"],
-                updated_at=table["updated_at"],
+                keys=keys,
+                updated_at=updated_at or None,
                 columns=dict(table["columns"]),
                 deleted_column=deleted.get("column"),
                 deleted_value=None if deleted.get("value") is None else str(deleted["value"]),
@@ -141,8 +154,11 @@ def _timestamp(value: Any) -> datetime | None:
 
 
 def _page_sql(table: TableMapping) -> str:
-    cols = sorted({table.key, table.updated_at, *table.columns.values()} | (
+    cols = sorted({*table.keys, *table.columns.values()} | ({table.updated_at} if table.updated_at else set()) | (
         {table.deleted_column} if table.deleted_column else set()))  # fmt: skip
+    if table.snapshot:  # small local code tables: read whole, paged in key order
+        return (f"SELECT {', '.join(cols)} FROM {table.name} ORDER BY {', '.join(table.keys)} "
+                "LIMIT :limit OFFSET :offset")  # fmt: skip
     wm = f"COALESCE({table.updated_at}, '{EPOCH}')"
     return (
         f"SELECT {', '.join(cols)}, {wm} AS hutong_wm FROM {table.name} "
@@ -177,12 +193,13 @@ def _to_frame(rows: list[dict[str, Any]], table: TableMapping, org: str, system:
     data: dict[str, list[Any]] = {c: [] for c in standard}
     lineage: dict[str, list[Any]] = {c: [] for c in ("_source_key", "_source_updated_at", "_deleted", "_origin")}
     for row in rows:
-        key = _text(row[table.key])
+        parts = [_text(row[k]) for k in table.keys]
+        key = "|".join(p or "" for p in parts)
         origin = f"{system}:{table.name}#{key}"
-        if key is None or not key.strip():
-            batch.quarantined.append(
-                QuarantineRecord(origin, "missing_key", f"{table.name}.{table.key} is empty", row_bytes(row))
-            )
+        if any(p is None or not p.strip() for p in parts):
+            blank = [k for k, p in zip(table.keys, parts, strict=True) if not (p or "").strip()]
+            empty = ", ".join(f"{table.name}.{k}" for k in blank)
+            batch.quarantined.append(QuarantineRecord(origin, "missing_key", f"{empty} is empty", row_bytes(row)))
             continue
         for column in standard:
             if column in table.constants:
@@ -193,7 +210,7 @@ def _to_frame(rows: list[dict[str, Any]], table: TableMapping, org: str, system:
                 data[column].append(None)
         deleted = table.deleted_column is not None and _text(row[table.deleted_column]) == table.deleted_value
         lineage["_source_key"].append(f"{table.name}:{key}")
-        lineage["_source_updated_at"].append(_timestamp(row[table.updated_at]))
+        lineage["_source_updated_at"].append(_timestamp(row[table.updated_at]) if table.updated_at else None)
         lineage["_deleted"].append(deleted)
         lineage["_origin"].append(origin)
     frame = pl.DataFrame(data, schema={c: pl.String for c in standard})
@@ -231,20 +248,24 @@ def ingest_institution(
     try:
         with engine.connect() as source:
             for table in mapping.tables:
-                ts, key = (EPOCH, "") if full else _watermark(wh, org_code, system, table.name)
+                ts, key = (EPOCH, "") if full or table.snapshot else _watermark(wh, org_code, system, table.name)
                 sql = text(_page_sql(table))
+                offset = 0
                 while True:
                     started = time.monotonic()
-                    batch = Batch(org_code, SOURCE_KIND, system, table.entity, window_start=f"{table.name}@{ts}|{key}")
-                    result = source.execute(sql, {"ts": ts, "key": key, "limit": batch_size})
+                    window = f"{table.name}@{offset}" if table.snapshot else f"{table.name}@{ts}|{key}"
+                    batch = Batch(org_code, SOURCE_KIND, system, table.entity, window_start=window)
+                    result = source.execute(sql, {"ts": ts, "key": key, "limit": batch_size, "offset": offset})
                     rows = [dict(r._mapping) for r in result]
                     if not rows:
                         break
-                    last = rows[-1]
-                    ts, key = _text(last["hutong_wm"]) or EPOCH, _text(last[table.key]) or ""
-                    for row in rows:
-                        row.pop("hutong_wm")
-                    batch.window_end = f"{table.name}@{ts}|{key}"
+                    offset += len(rows)
+                    if not table.snapshot:
+                        last = rows[-1]
+                        ts, key = _text(last["hutong_wm"]) or EPOCH, _text(last[table.key]) or ""
+                        for row in rows:
+                            row.pop("hutong_wm")
+                    batch.window_end = f"{table.name}@{offset}" if table.snapshot else f"{table.name}@{ts}|{key}"
                     batch.rows_in = len(rows)
                     frame = _to_frame(rows, table, org_code, system, batch)
                     with wh.transaction():
@@ -253,7 +274,8 @@ def ingest_institution(
                         batch.rows_loaded = landed.rows_loaded
                         batch.rows_unchanged = landed.rows_unchanged
                         write_batch(wh, batch)
-                        _save_watermark(wh, org_code, system, table.name, ts, key, batch.batch_id)
+                        if not table.snapshot:
+                            _save_watermark(wh, org_code, system, table.name, ts, key, batch.batch_id)
                     summary.batches += 1
                     summary.rows_in += batch.rows_in
                     summary.rows_loaded += batch.rows_loaded

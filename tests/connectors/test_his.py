@@ -22,8 +22,12 @@ def _reconciles(wh: Warehouse) -> None:
 
 def test_vendor_mappings_load():
     a, b = load_vendor("vendor_a"), load_vendor("vendor_b")
-    assert a.source_system == "HIS-A" and {t.name for t in a.tables} == {"GY_BRXX", "MZ_GHXX", "ZY_BAXX"}
-    assert b.source_system == "HIS-B" and {t.name for t in b.tables} == {"patient", "visit"}
+    assert a.source_system == "HIS-A" and {t.name for t in a.tables} == {
+        "GY_BRXX", "MZ_GHXX", "ZY_BAXX", "MZ_CFMX", "ZY_YZ", "ZY_SSJL", "SF_FYMX", "GY_DMZD"}  # fmt: skip
+    assert b.source_system == "HIS-B" and {t.name for t in b.tables} == {
+        "patient", "visit", "prescription", "inpatient_order", "surgery", "fee", "code_dict"}  # fmt: skip
+    dictionary = next(t for t in a.tables if t.name == "GY_DMZD")
+    assert dictionary.snapshot and dictionary.keys == ("DMLB", "DMZ")
     with pytest.raises(SourceError, match="unknown HIS vendor"):
         load_vendor("vendor_zz")
 
@@ -120,3 +124,32 @@ def test_vendor_b_on_real_mariadb(warehouse_url):
         with server.begin() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
         server.dispose()
+
+
+def test_code_dictionary_snapshot_and_detail_tables(tmp_path, warehouse_url):
+    """Local code tables (no update column, two-part key) are read whole each pull; detail tables by watermark."""
+    src = f"sqlite:///{tmp_path / 'his_a.sqlite'}"
+    write_tables(src, "vendor_a")
+    execute(src, "INSERT INTO GY_DMZD (DMLB, DMZ, DMMC) VALUES ('ZD', 'ZD0001', '原发性高血压'), "
+                 "('KS', '0101', '内科门诊'), ('ZD', NULL, '无代码')")  # fmt: skip
+    execute(src, "INSERT INTO MZ_CFMX (CFMXID, GHID, BRID, YPDM, YPMC, SL, DJ, JE, KFSJ, GXSJ, ZFBZ) VALUES "
+                 "('G00001-1', 'G00001', 'A0002', 'YP0001', '苯磺酸氨氯地平片', '2', '18.50', '37.00', "
+                 "'2026-10-11 09:01:00', '2026-10-11 09:30:00', '0')")  # fmt: skip
+    with Warehouse(warehouse_url) as wh:
+        ensure_core(wh)
+        first = ingest_institution(wh, "ORG-A", src, "vendor_a", batch_size=2)
+        assert wh.count("raw.his_code_dict") == 2 and wh.count("raw.his_prescription") == 1
+        assert wh.scalar("SELECT _source_key FROM raw.his_code_dict WHERE code = 'ZD0001'") == "GY_DMZD:ZD|ZD0001"
+        q = wh.query("SELECT error_code, message FROM ops.quarantine WHERE origin LIKE 'HIS-A:GY_DMZD#%'")
+        assert q == [("missing_key", "GY_DMZD.DMZ is empty")]
+        assert first.rows_quarantined == 2  # with the keyless patient of the hand-made tables
+        # the dictionary is re-read every pull but nothing new lands; a renamed code lands as an update
+        again = ingest_institution(wh, "ORG-A", src, "vendor_a")
+        assert (again.rows_in, again.rows_loaded, again.rows_unchanged) == (3, 0, 2)
+        execute(src, "UPDATE GY_DMZD SET DMMC = '高血压' WHERE DMZ = 'ZD0001'")
+        ingest_institution(wh, "ORG-A", src, "vendor_a")
+        ops = wh.query("SELECT dmmc, _op FROM (SELECT name AS dmmc, _op, _ingested_at FROM raw.his_code_dict "
+                       "WHERE code = 'ZD0001') t ORDER BY _ingested_at")  # fmt: skip
+        assert ops == [("原发性高血压", "I"), ("高血压", "U")]
+        assert wh.count("ops.quarantine") == 2  # the keyless code once, the keyless patient once
+        _reconciles(wh)

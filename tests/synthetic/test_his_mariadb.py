@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 import synthetic
-from connectors.his import ingest_institution
+from connectors.his import entities, ingest_institution, load_vendor
 from tests.conftest import MARIADB, write_config
 from warehouse import Warehouse, ensure_core
 
@@ -25,9 +25,25 @@ def test_synthetic_his_on_mariadb_round_trip(tmp_path):
             ensure_core(wh)
             for inst in config.institutions:
                 url = template.format(short=inst.short.lower(), org_code=inst.org_code)
-                pulled = ingest_institution(wh, inst.org_code, url, str(inst.sources["his"].get("vendor")))
+                vendor = load_vendor(str(inst.sources["his"].get("vendor")))
+                pulled = ingest_institution(wh, inst.org_code, url, vendor.vendor)
                 counts = summary.his[inst.org_code]  # outpatient rows include the labelled duplicates
-                assert pulled.rows_loaded == counts.patients + counts.outpatient + counts.inpatient
+                source = create_engine(url)
+                with source.connect() as conn:
+                    in_source = {t.name: conn.execute(text(f"SELECT count(*) FROM {t.name}")).scalar() for t in
+                                 vendor.tables}  # fmt: skip
+                source.dispose()
+                assert pulled.rows_loaded == sum(in_source.values()) and pulled.rows_quarantined == 0
+                for table in vendor.tables:  # every mapped vendor table lands whole, under its own source key
+                    raw = entities()[table.entity]["raw_table"]
+                    landed = wh.count(f"raw.{raw}", "_org_code = ? AND _source_key LIKE ?",
+                                      [inst.org_code, f"{table.name}:%"])  # fmt: skip
+                    assert landed == in_source[table.name], table.name
+                patients = wh.count("raw.his_patient", "_org_code = ?", [inst.org_code])
+                assert patients == counts.patients
+                assert wh.count("raw.his_encounter", "_org_code = ?", [inst.org_code]) == (
+                    counts.outpatient + counts.inpatient)
+                assert wh.count("raw.his_prescription", "_org_code = ?", [inst.org_code]) > 0
             names = wh.query("SELECT name FROM raw.his_patient WHERE name IS NOT NULL LIMIT 5")
         assert names and all(len(n) >= 2 and "\\u" not in n for (n,) in names)  # Chinese survives utf8mb4
     finally:
