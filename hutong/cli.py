@@ -187,14 +187,22 @@ def quality(obj: Context, day: str | None) -> None:
 
 @cli.command()
 @click.option("--day", default=None, help="Period to export (YYYY-MM-DD, default today).")
+@click.option("--feed", "feeds", multiple=True, help="Feed name (marts/feeds/*.yaml); repeatable. Default: all.")
+@click.option("--org", "orgs", multiple=True, help="Institution (org code or short name); repeatable. Default: all.")
 @click.pass_obj
-def export(obj: Context, day: str | None) -> None:
-    """Write the quality-gated, masked encounter CSV feed."""
-    deliveries = stages.export(obj.config, _day(day, obj.config))
-    records = sum(d.record_count for d in deliveries)
-    held = sum(d.held_back for d in deliveries)
-    folder = deliveries[0].path.parent if deliveries else stages.exports_dir(obj.config)
-    _done(f"exported {records} records in {len(deliveries)} files to {folder} ({held} held back by the quality gate)")
+def export(obj: Context, day: str | None, feeds: tuple[str, ...], orgs: tuple[str, ...]) -> None:
+    """Run the export feeds: quality-gated, identifiers per contract, delivered with receipts."""
+    runs = stages.export(obj.config, _day(day, obj.config), feeds=list(feeds) or None, orgs=list(orgs) or None,
+                         progress=_progress("export"))  # fmt: skip
+    by_feed: dict[str, list[Any]] = {}
+    for r in runs:
+        by_feed.setdefault(r.feed, []).append(r)
+    _done(f"{len(by_feed)} feeds for {len({r.org_code for r in runs})} institutions:")
+    for name, items in by_feed.items():
+        unsent = sum(r.failed + r.rejected for r in items)
+        _done(f"  {name:22s} → {items[0].target:18s} {sum(r.sent for r in items):>8,} sent  "
+              f"{sum(r.unchanged for r in items):>8,} unchanged  {sum(r.excluded for r in items):>6,} held back  "
+              f"{sum(r.delivered for r in items):>4} delivered  {unsent:>3} unsent")  # fmt: skip
 
 
 @cli.command()

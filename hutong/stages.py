@@ -131,9 +131,18 @@ def check_quality(config: PlatformConfig, day: date) -> tuple[list[Any], Path]:
     return outcomes, path
 
 
-def export(config: PlatformConfig, day: date) -> list[Any]:
-    """Write the encounter CSV feed for every institution (quality-gated, masked)."""
-    from marts.export_csv import export_encounters
+def export(
+    config: PlatformConfig,
+    day: date,
+    *,
+    feeds: list[str] | None = None,
+    orgs: list[str] | None = None,
+    progress: Progress | None = None,
+) -> list[Any]:
+    """Run the export feeds (marts/feeds/*.yaml; default all) for the institutions (default all), period `day`:
+    quality-gated, identifiers per contract, packaged, recorded in feeds.delivery and sent to their targets."""
+    from marts.run import run_feeds
 
+    codes = [config.institution(o).org_code for o in orgs] if orgs else [i.org_code for i in config.institutions]
     with warehouse(config) as wh:
-        return export_encounters(wh, [i.org_code for i in config.institutions], day, exports_dir(config))
+        return run_feeds(wh, codes, day.isoformat(), config.data_dir, feeds=feeds, progress=progress)

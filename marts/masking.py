@@ -27,4 +27,36 @@ def mask_phone(col: str) -> str:
     )
 
 
-MASKS: dict[str, Callable[[str], str]] = {"name": mask_name, "id_no": mask_id_no, "phone": mask_phone}
+def mask_address(col: str) -> str:
+    """河南省郑州市荥阳市乔楼镇东村12号 → 河南省郑州市荥阳市**** (county level kept, township and below hidden)."""
+    return (
+        f"CASE WHEN {col} IS NULL THEN NULL WHEN length({col}) > 9 THEN left({col}, 9) || '****' "
+        f"ELSE left({col}, 3) || '****' END"
+    )
+
+
+MASKS: dict[str, Callable[[str], str]] = {
+    "name": mask_name,
+    "id_no": mask_id_no,
+    "phone": mask_phone,
+    "address": mask_address,
+}
+
+
+def pseudonym(col: str, salt: str) -> str:
+    """A stable pseudonym (same value → same token, not reversible without the salt): P + 16 hex of md5."""
+    quoted = salt.replace("'", "''")
+    return f"CASE WHEN {col} IS NULL THEN NULL ELSE 'P' || left(md5('{quoted}' || {col}), 16) END"
+
+
+def apply_policy(col: str, kind: str, policy: str, salt: str = "") -> str:
+    """SQL for one identifier column under a policy: clear, masked (per kind), pseudonym or omit."""
+    if policy == "clear":
+        return col
+    if policy == "masked":
+        return MASKS[kind](col)
+    if policy == "pseudonym":
+        return pseudonym(col, salt)
+    if policy == "omit":
+        return "CAST(NULL AS VARCHAR)"
+    raise ValueError(f"unknown masking policy {policy!r}")

@@ -142,12 +142,12 @@ def build_definitions(config: PlatformConfig) -> Definitions:
     @asset(key=EXPORT_KEY, deps=[QUALITY_KEY], group_name="feeds", description="Encounter CSV feed per institution.")
     def encounter_csv(hutong: HutongConfig) -> MaterializeResult:
         cfg = hutong.load()
-        deliveries = stages.export(cfg, stages.today(cfg))
+        deliveries = stages.export(cfg, stages.today(cfg), feeds=["encounter_csv"])
         return MaterializeResult(
             metadata={
-                "files": len(deliveries),
-                "records": sum(d.record_count for d in deliveries),
-                "held_back": sum(d.held_back for d in deliveries),
+                "files": sum(d.delivered for d in deliveries),
+                "records": sum(d.sent for d in deliveries),
+                "held_back": sum(d.excluded for d in deliveries),
                 "folder": MetadataValue.path(str(stages.exports_dir(cfg))),
             }
         )

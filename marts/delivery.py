@@ -1,0 +1,397 @@
+"""The delivery engine: for one feed, target and institution, select the records new since the watermark, hold
+back those failing the quality gate (listed with the reason), build and package the rest, record each package in
+the ledger before sending it, then send everything unsent in order with retries and receipts.
+
+Nothing is lost: a package is in `feeds.delivery` before it leaves, and stays `pending`/`failed` until a receiver
+acknowledges it. Nothing is duplicated: a record whose content hash matches what was last packaged for the target
+is not packaged again, a package keeps its id (= Idempotency-Key) across re-sends, and delivery stops at the first
+failure so later versions of a record never overtake earlier ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from marts import ledger
+from marts.feed_config import Feed, Target, actor
+from marts.formats import BuildError, Format, Record, make_format
+from marts.masking import apply_policy
+from marts.transport import Outcome, send
+from warehouse import Warehouse, ensure_core
+
+PAGE_SIZE = 1000
+MAX_DELETE_FRACTION = 0.5
+
+
+@dataclass
+class FeedRun:
+    """What one run did for one feed × target × institution."""
+
+    feed: str
+    target: str
+    org_code: str
+    period: str
+    gate_run_id: str | None = None
+    candidates: int = 0
+    sent: int = 0  # records packaged in this run (new or changed, plus deletions)
+    unchanged: int = 0
+    excluded: int = 0
+    deleted: int = 0
+    packaged: list[str] = field(default_factory=list)
+    delivered: int = 0
+    failed: int = 0
+    rejected: int = 0
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def record_count(self) -> int:
+        return self.sent
+
+
+def mask_salt() -> str:
+    """Salt for pseudonyms (set HUTONG_MASK_SALT in production)."""
+    return os.environ.get("HUTONG_MASK_SALT", "hutong")
+
+
+def latest_gate_run(wh: Warehouse) -> str | None:
+    """The most recent quality run: it evaluated the warehouse as it is now."""
+    return wh.scalar("SELECT run_id FROM quality.check_result ORDER BY checked_at DESC, run_id DESC LIMIT 1")
+
+
+def fingerprint(feed: Feed) -> str:
+    """What shapes a feed's payload; a change re-sends records (their content changed)."""
+    spec = [
+        feed.format,
+        [c.__dict__ for c in feed.columns],
+        [[c.name, c.from_sql, [x.__dict__ for x in c.columns]] for c in feed.components],
+        feed.identifiers,
+        feed.options,
+    ]
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _content_hash(base: str, record: Record) -> str:
+    body = json.dumps([record.row, record.components], sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256((base + body).encode()).hexdigest()
+
+
+def _column_sql(feed: Feed, columns: Any, salt: str) -> str:
+    parts = []
+    for c in columns:
+        expr = apply_policy(c.sql, c.pii, feed.policy(c.pii), salt) if c.pii else c.sql
+        parts.append(f"{expr} AS {c.name}")
+    return ", ".join(parts)
+
+
+class _Run:
+    """State of one run (temp tables feed_cand / feed_excl live on the warehouse connection)."""
+
+    def __init__(self, wh: Warehouse, feed: Feed, target: Target, org: str, period: str, data_dir: Path) -> None:
+        self.wh, self.feed, self.target, self.org, self.period = wh, feed, target, org, period
+        self.fmt: Format = make_format(feed)
+        self.spool = data_dir / "feeds" / "spool" / feed.name / target.name / org
+        self.result = FeedRun(feed.name, target.name, org, period)
+        self.base = fingerprint(feed)
+        self.failures: list[tuple[str, str, str, str | None]] = []  # key, code, reason, origin
+
+    # -- selection ------------------------------------------------------------------------------
+    def select(self) -> None:
+        feed, src, wh = self.feed, self.feed.source, self.wh
+        mark = ledger.watermark(wh, feed.name, self.target.name, self.org)
+        since = mark - timedelta(minutes=feed.watermark_lag_minutes) if mark else None
+        union = " UNION ALL ".join(f"SELECT {k} AS k, _batch_id AS bid FROM {t}" for t, k in src.watermark)
+        gates = "".join(f", {expr} AS g{i}" for i, expr in enumerate(feed.gate_datasets.values()))
+        for name in ("feed_cand", "feed_excl"):
+            wh.execute(f"DROP TABLE IF EXISTS {name}")
+        params: list[Any] = [self.org, *([since] if since else []), feed.name, self.target.name, self.org, self.org]
+        wh.execute(
+            f"""CREATE TEMP TABLE feed_cand AS
+            WITH fresh AS (
+                SELECT x.k, max(b.finished_at) AS wm
+                FROM ({union}) x JOIN ops.ingest_batch b ON b.batch_id = x.bid
+                WHERE b.org_code = ? {"AND b.finished_at > ?" if since else ""}
+                GROUP BY x.k
+            ), reopened AS (
+                SELECT DISTINCT record_key AS k FROM feeds.exclusion
+                WHERE feed = ? AND target = ? AND org_code = ? AND resolved_at IS NULL
+            )
+            SELECT {src.key} AS record_key, f.wm AS wm{gates}, {src.origin} AS _origin, {src.batch} AS _batch_id,
+                   false AS excluded
+            FROM {src.from_sql}
+            LEFT JOIN fresh f ON f.k = {src.key}
+            WHERE {src.org} = ? AND ({src.where or "1 = 1"})
+              AND (f.k IS NOT NULL OR {src.key} IN (SELECT k FROM reopened))""",
+            params,
+        )
+        total, distinct = wh.query("SELECT count(*), count(DISTINCT record_key) FROM feed_cand")[0]
+        if total != distinct:
+            raise RuntimeError(
+                f"feed {feed.name}: source yields {total - distinct} duplicate record keys; fix its FROM"
+            )
+        self.result.candidates = int(total)
+
+    def gate(self) -> None:
+        wh, feed = self.wh, self.feed
+        wh.execute("CREATE TEMP TABLE feed_excl (record_key VARCHAR, reason_code VARCHAR, reason VARCHAR)")
+        if not feed.gate_datasets:
+            return
+        run_id = latest_gate_run(wh)
+        if run_id is None:
+            raise RuntimeError(f"feed {feed.name}: no quality run yet; run `hutong quality` first (quality gate)")
+        self.result.gate_run_id = run_id
+        severities = ", ".join(f"'{s}'" for s in feed.gate_severities)
+        parts = [
+            f"""SELECT c.record_key, q.rule_id AS reason_code,
+                   max(q.rule_id || ': ' || coalesce(q.detail, '')) AS reason
+            FROM feed_cand c JOIN quality.problem_record q ON q.record_key = c.g{i} AND q.dataset = '{dataset}'
+            JOIN quality.check_result r ON r.run_id = q.run_id AND r.rule_id = q.rule_id AND r.org_code = q.org_code
+            WHERE q.run_id = ? AND r.severity IN ({severities}) GROUP BY c.record_key, q.rule_id"""
+            for i, dataset in enumerate(feed.gate_datasets)
+        ]
+        wh.execute(
+            "INSERT INTO feed_excl SELECT record_key, reason_code, max(reason) FROM ("
+            + " UNION ALL ".join(parts)
+            + ") x GROUP BY record_key, reason_code",
+            [run_id] * len(parts),
+        )
+        wh.execute("UPDATE feed_cand SET excluded = true WHERE record_key IN (SELECT record_key FROM feed_excl)")
+
+    # -- build and package ----------------------------------------------------------------------
+    def pages(self, salt: str) -> Any:
+        feed, src = self.feed, self.feed.source
+        row_sql = (
+            "SELECT c.record_key AS _rk, c._origin AS _ro, c._batch_id AS _rb, "
+            f"{_column_sql(feed, feed.columns, salt)} "
+            f"FROM {src.from_sql} JOIN feed_cand c ON c.record_key = {src.key} "
+            f"WHERE NOT c.excluded AND c.record_key > ? ORDER BY c.record_key LIMIT {PAGE_SIZE}"
+        )
+        last = ""
+        while True:
+            rows = self.wh.query_dicts(row_sql, [last])
+            if not rows:
+                return
+            low, last = rows[0]["_rk"], rows[-1]["_rk"]
+            components: dict[str, dict[str, list[dict[str, Any]]]] = {}
+            for comp in feed.components:
+                by_parent: dict[str, list[dict[str, Any]]] = {}
+                order = f", {comp.order}" if comp.order else ""
+                for r in self.wh.query_dicts(
+                    f"SELECT {comp.parent} AS _parent, {_column_sql(feed, comp.columns, salt)} FROM {comp.from_sql} "
+                    f"JOIN feed_cand c ON c.record_key = {comp.parent} "
+                    f"WHERE NOT c.excluded AND c.record_key >= ? AND c.record_key <= ? ORDER BY 1{order}",
+                    [low, last],
+                ):
+                    by_parent.setdefault(r.pop("_parent"), []).append(r)
+                components[comp.name] = by_parent
+            seen = ledger.last_items(self.wh, feed.name, self.target.name, self.org, low, last)
+            yield rows, components, seen
+
+    def package(self, salt: str) -> None:
+        pending: list[tuple[Any, ledger.Item]] = []
+        for rows, components, seen in self.pages(salt):
+            for row in rows:
+                key, origin, batch = row.pop("_rk"), row.pop("_ro"), row.pop("_rb")
+                comps = {name: by_parent.get(key, []) for name, by_parent in components.items()}
+                record = Record(key, self.org, row, comps, origin, batch)
+                digest = _content_hash(self.base, record)
+                before = seen.get(key)
+                if before and before[0] == digest:
+                    self.result.unchanged += 1
+                    continue
+                record.op = "U" if before and before[1] != "D" else "I"
+                try:
+                    item = self.fmt.build(record)
+                except BuildError as exc:
+                    self.failures.append((key, exc.code, exc.reason, origin))
+                    continue
+                pending.append((item, ledger.Item(key, digest, record.op, origin, batch)))
+                if self.feed.max_records and len(pending) >= self.feed.max_records:
+                    self.flush(pending)
+                    pending = []
+        self.deletions(pending)
+        if pending:
+            self.flush(pending)
+
+    def deletions(self, pending: list[tuple[Any, ledger.Item]]) -> None:
+        """Records fed before that are gone from the source (cancelled, soft-deleted) are sent as op D."""
+        if not getattr(self.fmt, "supports_delete", False):
+            return
+        src, f, t, o = self.feed.source, self.feed.name, self.target.name, self.org
+        gone = self.wh.query(
+            f"""SELECT i.record_key, i._origin FROM feeds.delivery_item i
+            WHERE i.feed = ? AND i.target = ? AND i.org_code = ? AND i.op <> 'D'
+              AND NOT EXISTS (SELECT 1 FROM feeds.delivery_item j WHERE j.feed = i.feed AND j.target = i.target
+                    AND j.org_code = i.org_code AND j.record_key = i.record_key
+                    AND (j.created_at > i.created_at
+                         OR (j.created_at = i.created_at AND j.delivery_id > i.delivery_id)))
+              AND NOT EXISTS (SELECT 1 FROM {src.from_sql} WHERE {src.key} = i.record_key)
+            ORDER BY i.record_key""",
+            [f, t, o],
+        )
+        if not gone:
+            return
+        live = self.wh.scalar(
+            "SELECT count(DISTINCT record_key) FROM feeds.delivery_item WHERE feed = ? AND target = ? AND org_code = ?",
+            [f, t, o],
+        )
+        if len(gone) > 100 and len(gone) > MAX_DELETE_FRACTION * live:
+            raise RuntimeError(
+                f"feed {f}: {len(gone)} of {live} fed records vanished from the source for {o}; "
+                "refusing to send deletions (check the dbt models) "
+            )
+        for key, origin in gone:
+            record = Record(key, o, {}, {}, origin, None, op="D")
+            pending.append((self.fmt.build(record), ledger.Item(key, "deleted", "D", origin, None)))
+            self.result.deleted += 1
+            if self.feed.max_records and len(pending) >= self.feed.max_records:
+                self.flush(pending)
+                pending.clear()
+
+    def flush(self, pending: list[tuple[Any, ledger.Item]]) -> None:
+        items = [i for _, i in pending]
+        payload = self.fmt.package([p for p, _ in pending])
+        checksum = hashlib.sha256(payload).hexdigest()
+        identity = "|".join(
+            [self.feed.name, self.target.name, self.org] + [f"{i.record_key}:{i.content_hash}:{i.op}" for i in items]
+        )
+        delivery_id = hashlib.sha256(identity.encode()).hexdigest()[:32]
+        before = self.wh.scalar(
+            "SELECT count(*) FROM feeds.delivery WHERE feed = ? AND target = ? AND org_code = ? AND period = ? "
+            "AND delivery_id <> ?",
+            [self.feed.name, self.target.name, self.org, self.period, delivery_id],
+        )
+        name = self.feed.layout.format(
+            feed=self.feed.name,
+            org=self.org,
+            period=self.period,
+            delivery_id=delivery_id,
+            ext=self.fmt.extension,
+            part=f"-{before + 1}" if before else "",
+        )
+        self.spool.mkdir(parents=True, exist_ok=True)
+        spool = self.spool / f"{delivery_id}.{self.fmt.extension}"
+        tmp = spool.with_name(spool.name + ".part")
+        tmp.write_bytes(payload)
+        tmp.replace(spool)
+        row = {
+            "delivery_id": delivery_id,
+            "period": self.period,
+            "file_name": name,
+            "record_count": len(items),
+            "checksum": f"sha256:{checksum}",
+            "format": self.feed.format,
+            "content_type": self.fmt.content_type,
+            "byte_count": len(payload),
+            "spool_path": str(spool),
+            "gate_run_id": self.result.gate_run_id,
+        }
+        ledger.record_package(self.wh, row, self.feed.name, self.target.name, self.org, items)
+        self.result.packaged.append(delivery_id)
+        self.result.sent += len(items)
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Exclusion list, watermark: what the run saw, recorded in one transaction."""
+        wh, f, t, o = self.wh, self.feed.name, self.target.name, self.org
+        now = ledger.now_local()
+        with wh.transaction():
+            wh.executemany("INSERT INTO feed_excl VALUES (?, ?, ?)", [[k, c, r] for k, c, r, _ in self.failures])
+            scope = "e.feed = ? AND e.target = ? AND e.org_code = ?"
+            same = "x.record_key = e.record_key AND x.reason_code = e.reason_code"
+            wh.execute(
+                f"UPDATE feeds.exclusion AS e SET last_seen_at = ?, gate_run_id = ?, resolved_at = NULL, "
+                f"reason = (SELECT max(x.reason) FROM feed_excl x WHERE {same}) "
+                f"WHERE {scope} AND EXISTS (SELECT 1 FROM feed_excl x WHERE {same})",
+                [now, self.result.gate_run_id, f, t, o],
+            )
+            wh.execute(
+                "INSERT INTO feeds.exclusion (feed, target, org_code, record_key, reason_code, reason, gate_run_id, "
+                "_origin, first_excluded_at, last_seen_at) "
+                "SELECT ?, ?, ?, x.record_key, x.reason_code, max(x.reason), ?, max(c._origin), ?, ? "
+                "FROM feed_excl x LEFT JOIN feed_cand c ON c.record_key = x.record_key "
+                f"WHERE NOT EXISTS (SELECT 1 FROM feeds.exclusion e WHERE {scope} AND {same}) "
+                "GROUP BY x.record_key, x.reason_code",
+                [f, t, o, self.result.gate_run_id, now, now, f, t, o],
+            )
+            wh.execute(
+                f"UPDATE feeds.exclusion AS e SET resolved_at = ? WHERE {scope} AND e.resolved_at IS NULL "
+                "AND e.record_key IN (SELECT record_key FROM feed_cand) "
+                f"AND NOT EXISTS (SELECT 1 FROM feed_excl x WHERE {same})",
+                [now, f, t, o],
+            )
+            self.result.excluded = int(wh.scalar("SELECT count(DISTINCT record_key) FROM feed_excl") or 0)
+            if self.result.packaged:
+                marks = ", ".join("?" * len(self.result.packaged))
+                wh.execute(
+                    f"UPDATE feeds.delivery SET excluded_count = ? WHERE delivery_id IN ({marks})",
+                    [self.result.excluded, *self.result.packaged],
+                )
+            newest = wh.scalar("SELECT max(wm) FROM feed_cand")
+            if newest is not None:
+                ledger.set_watermark(wh, f, t, o, newest, self.period)
+        for name in ("feed_cand", "feed_excl"):
+            wh.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def deliver(self, sleep: Callable[[float], None]) -> None:
+        """Send every unsent package of this feed × target × institution in order; stop at the first failure."""
+        for delivery in ledger.unsent(self.wh, self.feed.name, self.target.name, self.org):
+
+            def record(outcome: Outcome, delivery_id: str = delivery["delivery_id"]) -> None:
+                ledger.mark_attempt(
+                    self.wh, delivery_id, outcome.status, outcome.error, outcome.receipt, outcome.destination
+                )
+
+            outcome = send(self.target, delivery, sleep=sleep, on_attempt=record)
+            if outcome.status == "delivered":
+                self.result.delivered += 1
+                self.result.files.append(str(outcome.destination))
+                policy = ",".join(f"{k}={self.feed.policy(k)}" for k in ("name", "id_no", "phone", "address"))
+                ledger.audit(
+                    self.wh,
+                    actor=actor(),
+                    audience=f"feed:{self.feed.name}",
+                    kind="feed_delivery",
+                    object_name=self.feed.name,
+                    org_code=self.org,
+                    record_count=int(delivery["record_count"]),
+                    destination=str(outcome.destination),
+                    checksum=str(delivery["checksum"]),
+                    detail=f"delivery {delivery['delivery_id']}; identifiers {policy}",
+                )
+                continue
+            if outcome.status == "rejected":
+                self.result.rejected += 1
+            else:
+                self.result.failed += 1
+            return
+
+
+def run_feed(
+    wh: Warehouse,
+    feed: Feed,
+    target: Target,
+    org: str,
+    period: str,
+    data_dir: Path,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    send_now: bool = True,
+) -> FeedRun:
+    """Package what is new for one institution and send everything unsent; returns the run's counts."""
+    ensure_core(wh)
+    run = _Run(wh, feed, target, org, period, data_dir)
+    run.select()
+    run.gate()
+    run.package(mask_salt())
+    run.close()
+    if send_now:
+        run.deliver(sleep)
+    return run.result

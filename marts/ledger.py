@@ -1,0 +1,166 @@
+"""The delivery ledger in the `feeds` schema: watermarks, packaged deliveries and their items, attempts and
+receipts, the exclusion list and the export audit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from warehouse import Warehouse
+
+TIMEZONE = "Asia/Shanghai"
+
+
+def now_local(tz: str = TIMEZONE) -> datetime:
+    """Platform wall-clock time without tzinfo (warehouse timestamps are local), to the microsecond."""
+    return datetime.now(ZoneInfo(tz)).replace(tzinfo=None)
+
+
+@dataclass
+class Item:
+    """One record inside a delivery."""
+
+    record_key: str
+    content_hash: str
+    op: str
+    origin: str | None
+    batch_id: str | None
+
+
+def watermark(wh: Warehouse, feed: str, target: str, org: str) -> datetime | None:
+    return wh.scalar(
+        "SELECT watermark FROM feeds.watermark WHERE feed = ? AND target = ? AND org_code = ?", [feed, target, org]
+    )
+
+
+def set_watermark(wh: Warehouse, feed: str, target: str, org: str, value: datetime, period: str) -> None:
+    with wh.transaction():
+        wh.execute("DELETE FROM feeds.watermark WHERE feed = ? AND target = ? AND org_code = ?", [feed, target, org])
+        wh.execute(
+            "INSERT INTO feeds.watermark (feed, target, org_code, watermark, run_period, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [feed, target, org, value, period, now_local()],
+        )
+
+
+def last_items(wh: Warehouse, feed: str, target: str, org: str, low: str, high: str) -> dict[str, tuple[str, str]]:
+    """Latest (content hash, op) packaged per record whose key lies in [low, high]."""
+    rows = wh.query(
+        "SELECT record_key, content_hash, op, created_at, delivery_id FROM feeds.delivery_item "
+        "WHERE feed = ? AND target = ? AND org_code = ? AND record_key >= ? AND record_key <= ?",
+        [feed, target, org, low, high],
+    )
+    latest: dict[str, tuple[Any, ...]] = {}
+    for key, digest, op, created, delivery in rows:
+        if key not in latest or (created, delivery) > latest[key][2:]:
+            latest[key] = (digest, op, created, delivery)
+    return {k: (v[0], v[1]) for k, v in latest.items()}
+
+
+def record_package(
+    wh: Warehouse, delivery: dict[str, Any], feed: str, target: str, org: str, items: Sequence[Item]
+) -> None:
+    """Store a packaged delivery (status pending) and its items in one transaction; repeating it is harmless."""
+    created = now_local()
+    with wh.transaction():
+        if wh.scalar("SELECT count(*) FROM feeds.delivery WHERE delivery_id = ?", [delivery["delivery_id"]]):
+            return  # the same content was packaged before (crash between packaging and watermark): keep it
+        row = {
+            **delivery,
+            "feed": feed,
+            "target": target,
+            "org_code": org,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": created,
+        }
+        names = list(row)
+        wh.execute(
+            f"INSERT INTO feeds.delivery ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+            [row[n] for n in names],
+        )
+        wh.executemany(
+            "INSERT INTO feeds.delivery_item (delivery_id, feed, target, org_code, record_key, content_hash, op, "
+            "_origin, _batch_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                [
+                    delivery["delivery_id"],
+                    feed,
+                    target,
+                    org,
+                    i.record_key,
+                    i.content_hash,
+                    i.op,
+                    i.origin,
+                    i.batch_id,
+                    created,
+                ]
+                for i in items
+            ],
+        )
+
+
+def unsent(wh: Warehouse, feed: str, target: str, org: str) -> list[dict[str, Any]]:
+    """Deliveries still to send (pending, or failed on an earlier run), oldest first."""
+    return wh.query_dicts(
+        "SELECT * FROM feeds.delivery WHERE feed = ? AND target = ? AND org_code = ? "
+        "AND status IN ('pending', 'failed') ORDER BY created_at, delivery_id",
+        [feed, target, org],
+    )
+
+
+def mark_attempt(
+    wh: Warehouse,
+    delivery_id: str,
+    status: str,
+    error: str | None = None,
+    receipt: str | None = None,
+    destination: str | None = None,
+) -> None:
+    """Record one attempt: delivered (with receipt), failed (retried later) or rejected (receiver refused)."""
+    at = now_local()
+    wh.execute(
+        "UPDATE feeds.delivery SET attempts = coalesce(attempts, 0) + 1, status = ?, last_error = ?, "
+        "last_attempt_at = ?, receipt = coalesce(?, receipt), file_name = coalesce(?, file_name), "
+        "delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END WHERE delivery_id = ?",
+        [status, error, at, receipt, destination, status, at, delivery_id],
+    )
+
+
+def audit(
+    wh: Warehouse,
+    *,
+    actor: str,
+    audience: str,
+    kind: str,
+    object_name: str,
+    org_code: str | None,
+    record_count: int,
+    destination: str,
+    checksum: str | None,
+    detail: str = "",
+) -> str:
+    """One row in feeds.export_audit for every export that left the platform."""
+    audit_id = uuid.uuid4().hex
+    wh.execute(
+        "INSERT INTO feeds.export_audit (audit_id, exported_at, actor, audience, kind, object, org_code, record_count, "
+        "destination, checksum, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            audit_id,
+            now_local(),
+            actor,
+            audience,
+            kind,
+            object_name,
+            org_code,
+            record_count,
+            destination,
+            checksum,
+            detail,
+        ],
+    )
+    return audit_id
