@@ -341,7 +341,7 @@ class _Run:
             wh.execute(f"DROP TABLE IF EXISTS {name}")
 
     def deliver(self, sleep: Callable[[float], None]) -> None:
-        """Send every unsent package of this feed × target × institution in order; stop at the first failure."""
+        """Send every unsent package of this feed × target × institution in order; stop at a transient failure."""
         for delivery in ledger.unsent(self.wh, self.feed.name, self.target.name, self.org):
 
             def record(outcome: Outcome, delivery_id: str = delivery["delivery_id"]) -> None:
@@ -367,10 +367,10 @@ class _Run:
                     detail=f"delivery {delivery['delivery_id']}; identifiers {policy}",
                 )
                 continue
-            if outcome.status == "rejected":
+            if outcome.status == "rejected":  # final: the receiver refuses this content; later packages go on
                 self.result.rejected += 1
-            else:
-                self.result.failed += 1
+                continue
+            self.result.failed += 1  # transient: stop, so a later version of a record never overtakes this one
             return
 
 

@@ -14,6 +14,8 @@ from marts.formats import Record, plain
 class DatasetFormat:
     """One line per record: the feed's columns plus `_op` (I new, U changed, D gone from the source)."""
 
+    supports_delete = True
+
     def __init__(self, feed: Feed) -> None:
         self.feed = feed
         self.columns = [c.name for c in feed.columns] + ["_op"]
