@@ -15,6 +15,7 @@ from dagster import (
     AssetKey,
     AssetSelection,
     AssetSpec,
+    Backoff,
     ConfigurableResource,
     DailyPartitionsDefinition,
     Definitions,
@@ -23,6 +24,7 @@ from dagster import (
     MetadataValue,
     MultiPartitionKey,
     MultiPartitionsDefinition,
+    RetryPolicy,
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
@@ -43,11 +45,19 @@ from connectors.registry import raw_tables
 from hutong import stages
 from hutong.config import SOURCE_KINDS, PlatformConfig, load_config
 from hutong.dbt_runner import DBT_PROJECT_DIR, dbt_env, dbt_executable
+from pipelines.feeds import (
+    ACCESS_KEY,
+    DAILY_JOB,
+    FEEDS_JOB,
+    access_asset,
+    feed_assets,
+    feed_schedules,
+    late_institution_sensor,
+)
 from pipelines.manifest import ensure_manifest
 
 CDR_KEYS = [AssetKey(["cdr", "cdr__patient"]), AssetKey(["cdr", "cdr__encounter"])]
 QUALITY_KEY = AssetKey(["quality", "check_result"])
-EXPORT_KEY = AssetKey(["feeds", "encounter_csv"])
 INGEST_JOB, TRANSFORM_JOB, SYNTH_JOB = "ingest_sources", "hutong_transform", "synthetic_county"
 
 
@@ -139,30 +149,29 @@ def build_definitions(config: PlatformConfig) -> Definitions:
 
     assets.append(quality_checks)
 
-    @asset(key=EXPORT_KEY, deps=[QUALITY_KEY], group_name="feeds", description="Encounter CSV feed per institution.")
-    def encounter_csv(hutong: HutongConfig) -> MaterializeResult:
-        cfg = hutong.load()
-        deliveries = stages.export(cfg, stages.today(cfg), feeds=["encounter_csv"])
-        return MaterializeResult(
-            metadata={
-                "files": sum(d.delivered for d in deliveries),
-                "records": sum(d.sent for d in deliveries),
-                "held_back": sum(d.excluded for d in deliveries),
-                "folder": MetadataValue.path(str(stages.exports_dir(cfg))),
-            }
-        )
+    assets.append(access_asset([QUALITY_KEY]))
+    assets.extend(feed_assets(parts, [QUALITY_KEY, ACCESS_KEY]))
 
-    assets.append(encounter_csv)
-
-    raw_selection = AssetSelection.assets(*[AssetKey(["raw", t]) for k in kinds for t in raw_tables(k)])
+    raw_keys = [AssetKey(["raw", t]) for k in kinds for t in raw_tables(k)]
+    raw_selection = AssetSelection.assets(*raw_keys)
     ingest_job = define_asset_job(INGEST_JOB, selection=raw_selection,
                                   description="Land one institution's sources in raw, as of one day.")  # fmt: skip
+    feeds = AssetSelection.groups("feeds")
     transform_job = define_asset_job(
         TRANSFORM_JOB,
-        selection=AssetSelection.all() - raw_selection - AssetSelection.groups("sources"),
-        description="dbt (staging, cdr), quality rules and report, export feeds.",
+        selection=AssetSelection.all() - raw_selection - AssetSelection.groups("sources") - feeds,
+        description="dbt (staging, cdr, ...), quality rules and report, analyst access.",
     )
-    jobs = [ingest_job, transform_job]
+    feeds_job = define_asset_job(FEEDS_JOB, selection=feeds, partitions_def=parts,
+                                 description="Export feeds of one institution for one day.")  # fmt: skip
+    daily_job = define_asset_job(
+        DAILY_JOB,
+        selection=AssetSelection.all() - AssetSelection.groups("sources"),
+        partitions_def=parts,
+        op_retry_policy=RetryPolicy(max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL),
+        description="End to end for one institution and day: ingest, dbt, quality, access, feeds.",
+    )
+    jobs = [ingest_job, transform_job, feeds_job, daily_job]
     if config.synthetic:
         jobs.append(define_asset_job(SYNTH_JOB, selection=AssetSelection.groups("sources"),
                                      description="Generate the synthetic county's sources."))  # fmt: skip
@@ -171,8 +180,8 @@ def build_definitions(config: PlatformConfig) -> Definitions:
     return Definitions(
         assets=assets,
         jobs=jobs,
-        schedules=[daily_ingest_schedule(config, cron), daily_transform_schedule(config)],
-        sensors=[front_end_sensor(config)],
+        schedules=[daily_ingest_schedule(config, cron), daily_transform_schedule(config), *feed_schedules(config)],
+        sensors=[front_end_sensor(config), late_institution_sensor(config, raw_keys, [QUALITY_KEY, ACCESS_KEY])],
         executor=in_process_executor if config.warehouse_url.startswith("duckdb") else None,
         resources={
             "hutong": HutongConfig(config_path=str(config.path)),

@@ -13,6 +13,7 @@ from dagster import DagsterInstance, MultiPartitionKey
 from hutong import stages
 from hutong.config import PlatformConfig
 from pipelines.definitions import INGEST_JOB, SYNTH_JOB, TRANSFORM_JOB, build_definitions
+from pipelines.feeds import FEEDS_JOB
 
 DAGSTER_UI = "http://127.0.0.1:3000"
 INSTANCE_YAML = "concurrency:\n  runs:\n    max_concurrent_runs: 1\n"
@@ -72,10 +73,19 @@ def run_platform(
                                                  run_config=QUIET))  # fmt: skip
         _check(results[-1], f"ingest {inst.short}")
     if progress:
-        progress("hutong_transform: dbt build, quality rules and report, export feeds")
+        progress("hutong_transform: dbt build, quality rules and report, analyst access")
     results.append(defs.resolve_job_def(TRANSFORM_JOB).execute_in_process(instance=instance, raise_on_error=False,
                                                                           run_config=QUIET))  # fmt: skip
     _check(results[-1], TRANSFORM_JOB)
+    feeds = defs.resolve_job_def(FEEDS_JOB)
+    export_day = stages.today(config).isoformat() if day is None else as_of
+    for inst in config.institutions:
+        if progress:
+            progress(f"export_feeds partition {export_day}|{inst.short}")
+        key = MultiPartitionKey({"day": export_day, "org": inst.short})
+        results.append(feeds.execute_in_process(instance=instance, partition_key=key, raise_on_error=False,
+                                                run_config=QUIET))  # fmt: skip
+        _check(results[-1], f"feeds {inst.short}")
     return results
 
 
