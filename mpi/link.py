@@ -1,0 +1,211 @@
+"""An MPI run: collect identities from raw, match the new and changed ones against the index, persist.
+
+Incremental: pairs are only scored when one side is new or changed; existing cross-references keep their EMPI
+id (joining two existing EMPI ids is left to a data steward as a review candidate). Re-running on the same
+input finds nothing new and writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from mpi import identities as ids
+from mpi.golden import golden_records
+from mpi.match import cluster, load_settings, score_pairs
+from mpi.store import candidate_id, empi_for_key, new_event_id, now, replace_rows
+from warehouse import Warehouse, ensure_core
+
+KEY = ["org_code", "source_system", "local_id"]
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    identities: int
+    new: int
+    changed: int
+    new_persons: int
+    linked_pairs: int
+    candidates: int
+    persons: int
+
+
+def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, Any] | None = None) -> LinkResult:
+    """Match every new or changed identity in raw against the index and persist person/xref/candidate/event."""
+    settings = settings or load_settings()
+    ensure_core(wh)
+    current = ids.collect(wh, townships)
+    stored = wh.query_df("SELECT org_code, source_system, local_id, content_hash AS stored_hash FROM mpi.identity")
+    xref = wh.query_df("SELECT org_code, source_system, local_id, empi_id FROM mpi.xref")
+    if stored.height == 0:
+        stored = pl.DataFrame(schema={**{k: pl.String for k in KEY}, "stored_hash": pl.String})
+    if xref.height == 0:
+        xref = pl.DataFrame(schema={**{k: pl.String for k in KEY}, "empi_id": pl.String})
+    frame = (
+        current.join(stored, on=KEY, how="left")
+        .join(xref, on=KEY, how="left")
+        .with_columns(
+            pl.col("empi_id").is_null().alias("is_unlinked"),
+            (pl.col("stored_hash").is_null() | (pl.col("stored_hash") != pl.col("content_hash"))).alias("is_new"),
+        )
+        .sort(KEY)
+        .with_row_index("rid")
+        .with_columns(pl.col("rid").cast(pl.Int64))
+    )
+    n_new = int(frame["is_unlinked"].sum())
+    n_changed = int((frame["is_new"] & ~frame["is_unlinked"]).sum())
+    if n_new == 0 and n_changed == 0:
+        persons = wh.count("mpi.person", "status = 'active'")
+        return LinkResult(frame.height, 0, 0, 0, 0, 0, persons)
+
+    pairs = score_pairs(frame, settings)
+    existing = frame.filter(pl.col("empi_id").is_not_null()).group_by("empi_id").agg(pl.col("rid").sort())
+    valid = [v if ok else None for v, ok in zip(frame["id_no"], frame["id_valid"], strict=True)]
+    result = cluster(frame.height, pairs, valid, existing["rid"].to_list(), settings)
+
+    at = now()
+    frame = frame.with_columns(pl.Series("root", result.root, dtype=pl.Int64))
+    # EMPI of a component: its existing id, else one derived from its first new identity (by key order).
+    roots = (
+        frame.sort("rid")
+        .group_by("root", maintain_order=True)
+        .agg(pl.col("empi_id").drop_nulls().first().alias("old"), pl.col("org_code", "source_system", "local_id").first())
+    )
+    roots = roots.with_columns(
+        pl.coalesce(
+            "old",
+            pl.struct("org_code", "source_system", "local_id").map_elements(
+                lambda k: empi_for_key(k["org_code"], k["source_system"], k["local_id"]), return_dtype=pl.String
+            ),
+        ).alias("assigned")
+    )
+    frame = frame.join(roots.select("root", "assigned", pl.col("old").is_null().alias("founded")), on="root")
+    methods = pl.DataFrame(
+        {"rid": list(result.link_method), "link_method": [m for m, _ in result.link_method.values()],
+         "link_score": [s for _, s in result.link_method.values()]},  # fmt: skip
+        schema={"rid": pl.Int64, "link_method": pl.String, "link_score": pl.Float64},
+    )
+    new_rows = frame.filter("is_unlinked").join(methods, on="rid", how="left")
+    new_xref = new_rows.select(
+        *KEY,
+        pl.col("assigned").alias("empi_id"),
+        pl.col("link_method").fill_null("new"),
+        pl.col("link_score"),
+        pl.lit(at).alias("linked_at"),
+    )
+    new_persons = new_rows.filter("founded").select("assigned").unique()
+
+    # review candidates between different EMPI ids (never between ids a steward already decided on)
+    empi_of = dict(zip(frame["rid"].to_list(), frame["assigned"].to_list(), strict=True))
+    best: dict[tuple[str, str], float] = {}
+    for rid_l, rid_r, weight in result.review:
+        a, b = sorted((empi_of[rid_l], empi_of[rid_r]))
+        if a != b:
+            best[(a, b)] = max(best.get((a, b), weight), weight)
+    known = {r[0] for r in wh.query("SELECT candidate_id FROM mpi.candidate")}
+    cands = [
+        (candidate_id(a, b), a, b, round(w, 6), "open", at, None, None, None)
+        for (a, b), w in sorted(best.items())
+        if candidate_id(a, b) not in known
+    ]
+
+    affected = frame.filter("is_new").select(pl.col("assigned").alias("empi_id")).unique()
+    members = frame.join(affected, left_on="assigned", right_on="empi_id").with_columns(
+        pl.col("assigned").alias("empi_id")
+    )
+    persons = golden_records(members, at)
+    created = wh.query_df("SELECT empi_id, created_at AS old_created FROM mpi.person")
+    if created.height:
+        persons = (
+            persons.join(created, on="empi_id", how="left")
+            .with_columns(pl.coalesce("old_created", "created_at").alias("created_at"))
+            .drop("old_created")
+        )
+    identity_rows = frame.filter("is_new").select(*ids.IDENTITY_COLUMNS).with_columns(pl.lit(at).alias("matched_at"))
+    events = pl.concat(
+        [
+            new_persons.select(
+                pl.col("assigned").alias("empi_id"), pl.lit("create").alias("event_type"),
+                pl.lit("new person").alias("reason"),
+                *[pl.lit(None, pl.String).alias(c) for c in KEY],
+            ),
+            new_rows.select(
+                pl.col("assigned").alias("empi_id"), pl.lit("link").alias("event_type"),
+                pl.col("link_method").fill_null("new").alias("reason"), *KEY,
+            ),
+        ]  # fmt: skip
+    )
+    events = events.with_columns(
+        pl.Series("event_id", [new_event_id() for _ in range(events.height)], dtype=pl.String),
+        pl.lit(None, pl.String).alias("other_empi_id"),
+        pl.lit("mpi").alias("actor"),
+        pl.lit(at).alias("at"),
+        pl.lit(None, pl.String).alias("detail"),
+    )
+    with wh.transaction():
+        replace_rows(wh, "mpi.identity", identity_rows, KEY)
+        wh.load("mpi.xref", new_xref)
+        replace_rows(wh, "mpi.person", persons, ["empi_id"])
+        wh.executemany(
+            "INSERT INTO mpi.candidate (candidate_id, left_empi_id, right_empi_id, score, status, created_at, "
+            "decided_by, decided_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            cands,
+        )
+        wh.load("mpi.event", events)
+        write_link_stats(wh, at)
+    return LinkResult(
+        identities=frame.height,
+        new=n_new,
+        changed=n_changed,
+        new_persons=new_persons.height,
+        linked_pairs=len(result.link_method),
+        candidates=len(cands),
+        persons=wh.count("mpi.person", "status = 'active'"),
+    )
+
+
+def write_link_stats(wh: Warehouse, at: Any) -> None:
+    """Rewrite mpi.link_stats: identities, linked, link rate and open review candidates per org × system."""
+    wh.execute("DELETE FROM mpi.link_stats")
+    wh.execute(
+        """
+        INSERT INTO mpi.link_stats (org_code, source_system, identities, linked, link_rate, open_candidates,
+                                    computed_at)
+        WITH x AS (
+            SELECT org_code, source_system, empi_id, link_method,
+                   count(*) OVER (PARTITION BY empi_id) AS members
+            FROM mpi.xref
+        ), oc AS (
+            SELECT x.org_code, x.source_system, count(DISTINCT c.candidate_id) AS open_candidates
+            FROM mpi.candidate AS c
+            JOIN mpi.xref AS x ON x.empi_id = c.left_empi_id OR x.empi_id = c.right_empi_id
+            WHERE c.status = 'open'
+            GROUP BY x.org_code, x.source_system
+        )
+        SELECT x.org_code, x.source_system, count(*),
+               sum(CASE WHEN x.members > 1 OR x.link_method = 'exact_id' THEN 1 ELSE 0 END),
+               CAST(sum(CASE WHEN x.members > 1 OR x.link_method = 'exact_id' THEN 1 ELSE 0 END) AS DOUBLE PRECISION)
+                   / count(*),
+               coalesce(max(oc.open_candidates), 0), ?
+        FROM x LEFT JOIN oc ON oc.org_code = x.org_code AND oc.source_system = x.source_system
+        GROUP BY x.org_code, x.source_system
+        """,
+        [at],
+    )
+
+
+def mpi_link(config: Any, progress: Any = None) -> LinkResult:
+    """Stage function: run the MPI on the configured warehouse (after ingest, before dbt transform)."""
+    from hutong.stages import warehouse
+
+    townships = list((config.county or {}).get("townships", []))
+    with warehouse(config) as wh:
+        result = run_mpi(wh, townships)
+    if progress:
+        progress(
+            f"{result.identities:,} identities, {result.new:,} new, {result.changed:,} changed → "
+            f"{result.new_persons:,} new persons, {result.candidates:,} review candidates, {result.persons:,} persons"
+        )
+    return result
