@@ -71,7 +71,9 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
     roots = (
         frame.sort("rid")
         .group_by("root", maintain_order=True)
-        .agg(pl.col("empi_id").drop_nulls().first().alias("old"), pl.col("org_code", "source_system", "local_id").first())
+        .agg(
+            pl.col("empi_id").drop_nulls().first().alias("old"), pl.col("org_code", "source_system", "local_id").first()
+        )
     )
     roots = roots.with_columns(
         pl.coalesce(
@@ -83,8 +85,11 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
     )
     frame = frame.join(roots.select("root", "assigned", pl.col("old").is_null().alias("founded")), on="root")
     methods = pl.DataFrame(
-        {"rid": list(result.link_method), "link_method": [m for m, _ in result.link_method.values()],
-         "link_score": [s for _, s in result.link_method.values()]},  # fmt: skip
+        {
+            "rid": list(result.link_method),
+            "link_method": [m for m, _ in result.link_method.values()],
+            "link_score": [s for _, s in result.link_method.values()],
+        },
         schema={"rid": pl.Int64, "link_method": pl.String, "link_score": pl.Float64},
     )
     new_rows = frame.filter("is_unlinked").join(methods, on="rid", how="left")
@@ -127,15 +132,18 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
     events = pl.concat(
         [
             new_persons.select(
-                pl.col("assigned").alias("empi_id"), pl.lit("create").alias("event_type"),
+                pl.col("assigned").alias("empi_id"),
+                pl.lit("create").alias("event_type"),
                 pl.lit("new person").alias("reason"),
                 *[pl.lit(None, pl.String).alias(c) for c in KEY],
             ),
             new_rows.select(
-                pl.col("assigned").alias("empi_id"), pl.lit("link").alias("event_type"),
-                pl.col("link_method").fill_null("new").alias("reason"), *KEY,
+                pl.col("assigned").alias("empi_id"),
+                pl.lit("link").alias("event_type"),
+                pl.col("link_method").fill_null("new").alias("reason"),
+                *KEY,
             ),
-        ]  # fmt: skip
+        ]
     )
     events = events.with_columns(
         pl.Series("event_id", [new_event_id() for _ in range(events.height)], dtype=pl.String),

@@ -64,11 +64,7 @@ PAIR_COLUMNS = ("rid", "org_code", "local_id", "name", "name_key", "surname", "s
 
 def _frame(identities: pl.DataFrame) -> pl.DataFrame:
     dob = pl.coalesce("birth_date", "id_birth_date")
-    swapped = (
-        pl.when(dob.dt.day() <= 12)
-        .then(pl.date(dob.dt.year(), dob.dt.day(), dob.dt.month()))
-        .otherwise(None)
-    )
+    swapped = pl.when(dob.dt.day() <= 12).then(pl.date(dob.dt.year(), dob.dt.day(), dob.dt.month())).otherwise(None)
     df = identities.with_columns(dob.alias("dob"))
     if "is_new" not in df.columns:
         df = df.with_columns(pl.lit(True).alias("is_new"))

@@ -75,7 +75,22 @@ def surname(name: str | None) -> str | None:
 
 @cache
 def _compound_surnames() -> tuple[str, ...]:
-    return ("欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "尉迟", "公孙", "慕容", "令狐", "长孙", "宇文", "司徒", "夏侯")
+    return (
+        "欧阳",
+        "司马",
+        "上官",
+        "诸葛",
+        "东方",
+        "皇甫",
+        "尉迟",
+        "公孙",
+        "慕容",
+        "令狐",
+        "长孙",
+        "宇文",
+        "司徒",
+        "夏侯",
+    )
 
 
 def char_diff(a: str | None, b: str | None) -> int | None:
