@@ -13,6 +13,8 @@ import click
 from hutong import stages
 from hutong.config import SOURCE_KINDS, ConfigError, PlatformConfig, load_config
 from hutong.dbt_runner import DbtError
+from mpi.cli import mpi as mpi_group
+from mpi.cli import run_cmd as mpi_run
 
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (ConfigError, DbtError, RuntimeError, ValueError, OSError)
 
@@ -208,8 +210,8 @@ def export(obj: Context, day: str | None, feeds: tuple[str, ...], orgs: tuple[st
 @cli.command()
 @click.pass_context
 def run(ctx: click.Context) -> None:
-    """Run every stage in order without Dagster (ingest, transform, quality, export)."""
-    for command in (ingest, transform, quality, export):
+    """Run every stage in order without Dagster (ingest, mpi, transform, quality, export)."""
+    for command in (ingest, mpi_run, transform, quality, export):
         ctx.invoke(command)
 
 
@@ -221,6 +223,9 @@ def demo(obj: Context) -> None:
 
     for line in run_demo(obj.config, progress=_progress("demo")):
         _done(line)
+
+
+cli.add_command(mpi_group)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -50,7 +50,7 @@ def weight_sql(settings: dict[str, Any]) -> str:
         if not whens[-1].startswith("ELSE"):
             whens.append("ELSE 0")
         terms.append("(CASE " + " ".join(whens) + " END)")
-    return " + ".join(terms)
+    return "CAST(" + " + ".join(terms) + " AS DOUBLE)"
 
 
 def _engine() -> duckdb.DuckDBPyConnection:
