@@ -55,6 +55,7 @@ from pipelines.feeds import (
     late_institution_sensor,
 )
 from pipelines.manifest import ensure_manifest
+from pipelines.mpi import mpi_asset
 
 CDR_KEYS = [AssetKey(["cdr", "cdr__patient"]), AssetKey(["cdr", "cdr__encounter"])]
 QUALITY_KEY = AssetKey(["quality", "check_result"])
@@ -127,7 +128,7 @@ def build_definitions(config: PlatformConfig) -> Definitions:
                       for k in kinds)  # fmt: skip
     assets.extend(_raw_asset(kind, parts) for kind in kinds)
 
-    assets.append(AssetSpec(AssetKey(["mpi", "xref"]), group_name="mpi", description="EMPI cross-references."))
+    assets.append(mpi_asset([AssetKey(["raw", t]) for k in kinds for t in raw_tables(k)]))
 
     @dbt_assets(manifest=manifest, dagster_dbt_translator=HutongDbtTranslator(), name="hutong_dbt")
     def hutong_dbt(context: AssetExecutionContext, dbt: DbtCliResource):
