@@ -8,7 +8,7 @@ the richest source table wins, then the latest.
 
 from __future__ import annotations
 
-import hashlib
+import unicodedata
 from typing import Any
 
 import polars as pl
@@ -62,9 +62,10 @@ def raw_identity_sql(wh: Warehouse) -> str | None:
     if not parts:
         return None
     union = "\nUNION ALL\n".join(parts)
+    content = " || '|' || ".join(f"coalesce({c}, '~')" for c in (*_COLS[1:], "source_table"))
     return (
-        "SELECT * FROM (SELECT u.*, row_number() OVER (PARTITION BY org_code, source_system, local_id "
-        "ORDER BY prio, updated_at DESC NULLS LAST, ingested_at DESC, origin) AS _rank "
+        f"SELECT *, md5({content}) AS raw_hash FROM (SELECT u.*, row_number() OVER (PARTITION BY org_code, "
+        "source_system, local_id ORDER BY prio, updated_at DESC NULLS LAST, ingested_at DESC, origin) AS _rank "
         f"FROM ({union}) AS u WHERE local_id IS NOT NULL AND local_id <> '') AS ranked WHERE _rank = 1"
     )
 
@@ -87,63 +88,133 @@ def read_raw_identities(wh: Warehouse) -> pl.DataFrame:
     """Current raw identities (un-normalized), or an empty frame when no identity source has landed."""
     sql = raw_identity_sql(wh)
     if sql is None:
-        return pl.DataFrame(schema={c: pl.String for c in ("org_code", "source_system", *_COLS)})
+        cols = ("org_code", "source_system", *_COLS, "origin", "source_table", "raw_hash")
+        return pl.DataFrame(schema={c: pl.String for c in cols} | {"updated_at": pl.Datetime("us")})
     df = wh.query_df(sql.replace("VARCHAR", "TEXT") if wh.dialect == "postgres" else sql)
     return df.drop("_rank", "prio", "ingested_at")
 
 
-def _cached(fn: Any, values: pl.Series) -> pl.Series:
-    """Apply a scalar normalizer once per distinct value (names repeat a lot)."""
-    uniq = values.unique().drop_nulls().to_list()
-    table = {v: fn(v) for v in uniq}
-    return values.replace_strict(table, default=None, return_dtype=pl.String) if table else values
+def _mapped(values: pl.Expr | str, fn: Any, frame: pl.DataFrame, dtype: Any = pl.String) -> pl.Series:
+    """Apply a scalar normalizer once per distinct value (names, dates, addresses repeat a lot)."""
+    column = frame.select(pl.col(values) if isinstance(values, str) else values).to_series()
+    table = {v: fn(v) for v in column.unique().drop_nulls().to_list()}
+    if not table:
+        return pl.Series(column.name, [None] * len(column), dtype=dtype)
+    return column.replace_strict(table, default=None, return_dtype=dtype)
+
+
+_NON_ASCII = r"[^\x00-\x7f]"
+_WEIGHTS = nz.ID_WEIGHTS
+
+
+def _check_char(body: pl.Expr) -> pl.Expr:
+    """GB 11643 check character of the 17-digit `body` (null when not 17 digits)."""
+    total = sum(body.str.slice(i, 1).cast(pl.Int64, strict=False) * w for i, w in enumerate(_WEIGHTS))
+    return (total % 11).replace_strict({i: c for i, c in enumerate(nz.ID_CHECK)}, default=None,
+                                       return_dtype=pl.String)  # fmt: skip
+
+
+def _id_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """Vectorized `nz.resident_id` + derived fields over columns id_type (CV02.01.101) and id_raw."""
+    ascii_clean = pl.col("id_raw").str.replace_all(r"[\s\u3000·•・.]+", "").str.to_uppercase().replace("", None)
+    cleaned = frame.with_columns(
+        pl.when(pl.col("id_raw").str.contains(_NON_ASCII))
+        .then(_mapped("id_raw", nz.clean_id, frame))
+        .otherwise(ascii_clean)
+        .alias("_clean")
+    )
+    c = pl.col("_clean")
+    is15 = c.str.contains(r"^\d{15}$")
+    body15 = c.str.slice(0, 6) + "19" + c.str.slice(6)
+    cleaned = cleaned.with_columns(
+        pl.when(is15).then(body15 + _check_char(body15)).otherwise(c).alias("_num"), is15.alias("_up")
+    )
+    n = pl.col("_num")
+    shaped = n.str.contains(r"^\d{17}[\dX]$")
+    valid = (
+        shaped
+        & n.str.slice(6, 8).str.to_date("%Y%m%d", strict=False).is_not_null()
+        & (_check_char(n.str.slice(0, 17)) == n.str.slice(17, 1))
+    ).fill_null(False)
+    resident = pl.col("id_type").is_null() | pl.col("id_type").is_in(["01", "02"])
+    keep = resident & n.is_not_null() & ((pl.col("id_type") != "02") | valid).fill_null(True)
+    cleaned = cleaned.with_columns(keep.alias("_keep"), valid.alias("_valid"))
+    k = pl.col("_keep")
+    first17 = n.str.contains(r"^\d{17}")
+    return cleaned.with_columns(
+        pl.when(k).then(n).otherwise(c).alias("id_no"),
+        (k & pl.col("_valid")).alias("id_valid"),
+        (k & pl.col("_up")).fill_null(False).alias("id_upgraded"),
+        pl.when(k & first17 & (n.str.len_chars() == 18)).then(n.str.slice(0, 17)).alias("id17"),
+        pl.when(k & first17 & (n.str.len_chars() == 18))
+        .then(n.str.slice(6, 8).str.to_date("%Y%m%d", strict=False))
+        .alias("id_birth_date"),
+        pl.when(k & first17 & (n.str.len_chars() == 18))
+        .then(
+            pl.when(n.str.slice(16, 1).cast(pl.Int64, strict=False) % 2 == 1).then(pl.lit("1")).otherwise(pl.lit("2"))
+        )
+        .alias("id_sex_code"),
+        pl.when(pl.col("id_type").is_null() & k).then(pl.lit("01")).otherwise(pl.col("id_type")).alias("id_type"),
+    ).drop("_clean", "_num", "_up", "_keep", "_valid")
+
+
+def _phone_column(frame: pl.DataFrame) -> pl.Series:
+    """Vectorized `nz.normalize_phone`."""
+    with_ascii = frame.with_columns(
+        pl.when(pl.col("phone").str.contains(_NON_ASCII))
+        .then(_mapped("phone", lambda v: unicodedata.normalize("NFKC", v), frame))
+        .otherwise(pl.col("phone"))
+        .alias("_p")
+    )
+    d = pl.col("_p").str.replace_all(r"[^0-9]", "")
+    d = (
+        pl.when((d.str.len_chars() == 15) & d.str.starts_with("0086")).then(d.str.slice(4))
+        .when((d.str.len_chars() == 13) & d.str.starts_with("86")).then(d.str.slice(2))
+        .otherwise(d)
+    )  # fmt: skip
+    ok = d.str.contains(r"^1[3-9]\d{9}$") | d.str.len_chars().is_between(7, 12)
+    return with_ascii.select(pl.when(ok).then(d).alias("phone")).to_series()
 
 
 def normalize_identities(raw: pl.DataFrame, townships: list[dict[str, str]]) -> pl.DataFrame:
-    """Add the normalized matching fields and a content hash to raw identities."""
+    """Normalized matching fields of raw identities (columnar; scalar rules in mpi/normalize.py).
+
+    `raw` needs org_code, source_system, local_id, name, sex, birth_date, id_type, id_no, phone, address,
+    updated_at, origin, source_table and raw_hash (kept as content_hash)."""
     if raw.height == 0:
-        return raw.with_columns([pl.lit(None, pl.String).alias(c) for c in IDENTITY_COLUMNS if c not in raw.columns])
-    rows = raw.to_dicts()
-    names = {n: nz.normalize_name(n) for n in {r["name"] for r in rows}}
-    keys = {n: (nz.name_pinyin(n), nz.name_key(n)) for n in set(names.values()) if n}
-    ids: dict[tuple[Any, Any], Any] = {}
-    out: dict[str, list[Any]] = {c: [] for c in IDENTITY_COLUMNS}
+        return pl.DataFrame(schema=IDENTITY_SCHEMA)
     towns = {str(t["code"]): str(t["name"]) for t in townships}
-    for r in rows:
-        name = names[r["name"]]
-        id_type = nz.normalize_id_type(r["id_type"])
-        k = (id_type, r["id_no"])
-        if k not in ids:
-            ids[k] = nz.resident_id(id_type, r["id_no"])
-        id18, valid, upgraded = ids[k]
-        address = nz.normalize_address(r["address"])
-        town = nz.township_code(address, townships)
-        py, nk = keys.get(name, (None, None)) if name else (None, None)
-        values = {
-            "org_code": r["org_code"], "source_system": r["source_system"], "local_id": r["local_id"],
-            "source_table": r["source_table"], "origin": r["origin"],
-            "updated_at": r["updated_at"],
-            "name": name, "name_pinyin": py, "name_key": nk, "surname": nz.surname(name),
-            "sex_code": nz.normalize_sex(r["sex"]), "birth_date": nz.normalize_date(r["birth_date"]),
-            "id_type": id_type or ("01" if id18 else None),
-            "id_no": id18 if id18 else nz.clean_id(r["id_no"]),
-            "id_valid": bool(valid), "id_upgraded": bool(upgraded),
-            "id17": id18[:17] if id18 and len(id18) == 18 and id18[:17].isdigit() else None,
-            "id_birth_date": nz.id_birth_date(id18) if id18 else None,
-            "id_sex_code": nz.id_sex(id18) if id18 else None,
-            "phone": nz.normalize_phone(r["phone"]), "address": address, "township_code": town,
-            "address_detail": nz.address_detail(address, towns.get(town) if town else None),
-        }  # fmt: skip
-        for c in IDENTITY_COLUMNS:
-            if c != "content_hash":
-                out[c].append(values[c])
-        out["content_hash"].append(_hash(values))
-    return pl.DataFrame(out, schema=IDENTITY_SCHEMA)
-
-
-def _hash(values: dict[str, Any]) -> str:
-    payload = "\x1f".join("" if values[c] is None else str(values[c]) for c in HASHED)
-    return hashlib.md5(payload.encode("utf-8")).hexdigest()
+    df = raw.with_columns(
+        _mapped("name", nz.normalize_name, raw).alias("name"),
+        _mapped("sex", nz.normalize_sex, raw).alias("sex_code"),
+        _mapped("birth_date", nz.normalize_date, raw, pl.Date).alias("birth_date"),
+        _mapped("id_type", nz.normalize_id_type, raw).alias("id_type"),
+        pl.col("id_no").alias("id_raw"),
+        _phone_column(raw),
+        _mapped("address", nz.normalize_address, raw).alias("address"),
+    )
+    df = _id_columns(df)
+    df = df.with_columns(
+        _mapped("name", nz.name_pinyin, df).alias("name_pinyin"),
+        _mapped("address", lambda a: nz.township_code(a, townships), df).alias("township_code"),
+    )
+    key = pl.col("name_pinyin").str.replace_all(" ", "")
+    for a, b in (("zh", "z"), ("ch", "c"), ("sh", "s"), ("ng", "n")):
+        key = key.str.replace_all(a, b, literal=True)
+    compound = pl.col("name").str.slice(0, 2).is_in(list(nz.compound_surnames()))
+    df = df.with_columns(
+        key.alias("name_key"),
+        pl.when(compound)
+        .then(pl.col("name").str.slice(0, 2))
+        .otherwise(pl.col("name").str.slice(0, 1))
+        .alias("surname"),
+        _mapped("address", lambda a: nz.address_detail(a, towns.get(nz.township_code(a, townships) or "")), df).alias(
+            "address_detail"
+        ),
+        pl.col("raw_hash").alias("content_hash"),
+        pl.col("updated_at").cast(pl.Datetime("us")),
+    )
+    return df.select([pl.col(c).cast(t) for c, t in IDENTITY_SCHEMA.items()])
 
 
 IDENTITY_SCHEMA: dict[str, Any] = {
@@ -155,7 +226,6 @@ IDENTITY_SCHEMA: dict[str, Any] = {
     "address": pl.String, "township_code": pl.String, "address_detail": pl.String, "content_hash": pl.String,
 }  # fmt: skip
 IDENTITY_COLUMNS = tuple(IDENTITY_SCHEMA)
-HASHED = ("name", "sex_code", "birth_date", "id_type", "id_no", "phone", "address")
 
 
 def collect(wh: Warehouse, townships: list[dict[str, str]]) -> pl.DataFrame:

@@ -36,19 +36,15 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
     """Match every new or changed identity in raw against the index and persist person/xref/candidate/event."""
     settings = settings or load_settings()
     ensure_core(wh)
-    current = ids.collect(wh, townships)
-    stored = wh.query_df("SELECT org_code, source_system, local_id, content_hash AS stored_hash FROM mpi.identity")
+    current = _current_identities(wh, townships)
     xref = wh.query_df("SELECT org_code, source_system, local_id, empi_id FROM mpi.xref")
-    if stored.height == 0:
-        stored = pl.DataFrame(schema={**{k: pl.String for k in KEY}, "stored_hash": pl.String})
     if xref.height == 0:
         xref = pl.DataFrame(schema={**{k: pl.String for k in KEY}, "empi_id": pl.String})
     frame = (
-        current.join(stored, on=KEY, how="left")
-        .join(xref, on=KEY, how="left")
+        current.join(xref, on=KEY, how="left")
         .with_columns(
             pl.col("empi_id").is_null().alias("is_unlinked"),
-            (pl.col("stored_hash").is_null() | (pl.col("stored_hash") != pl.col("content_hash"))).alias("is_new"),
+            pl.col("is_new").fill_null(True),
         )
         .sort(KEY)
         .with_row_index("rid")
@@ -146,7 +142,7 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
         ]
     )
     events = events.with_columns(
-        pl.Series("event_id", [new_event_id() for _ in range(events.height)], dtype=pl.String),
+        (pl.lit(new_event_id()[:16] + "-") + pl.int_range(pl.len()).cast(pl.String).str.zfill(9)).alias("event_id"),
         pl.lit(None, pl.String).alias("other_empi_id"),
         pl.lit("mpi").alias("actor"),
         pl.lit(at).alias("at"),
@@ -172,6 +168,27 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
         candidates=len(cands),
         persons=wh.count("mpi.person", "status = 'active'"),
     )
+
+
+def _current_identities(wh: Warehouse, townships: list[dict[str, str]]) -> pl.DataFrame:
+    """Every current identity, normalized; only new or changed raw identities are normalized again (`is_new`)."""
+    raw = ids.read_raw_identities(wh)
+    stored = wh.query_df("SELECT org_code, source_system, local_id, content_hash AS stored_hash FROM mpi.identity")
+    if stored.height == 0:
+        stored = pl.DataFrame(schema={**{k: pl.String for k in KEY}, "stored_hash": pl.String})
+    raw = raw.join(stored, on=KEY, how="left").with_columns(
+        (pl.col("stored_hash").is_null() | (pl.col("stored_hash") != pl.col("raw_hash"))).alias("is_new")
+    )
+    fresh = ids.normalize_identities(raw.filter("is_new"), townships).with_columns(pl.lit(True).alias("is_new"))
+    unchanged = raw.filter(~pl.col("is_new")).select(KEY)
+    if unchanged.height == 0:
+        return fresh
+    cols = ", ".join(ids.IDENTITY_COLUMNS)
+    old = wh.query_df(f"SELECT {cols} FROM mpi.identity").join(unchanged, on=KEY, how="semi")
+    old = old.select([pl.col(c).cast(t) for c, t in ids.IDENTITY_SCHEMA.items()]).with_columns(
+        pl.lit(False).alias("is_new")
+    )
+    return pl.concat([fresh, old])
 
 
 def write_link_stats(wh: Warehouse, at: Any) -> None:

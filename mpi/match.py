@@ -124,14 +124,14 @@ def cluster(
     """
     settings = settings or load_settings()
     auto = float(settings["thresholds"]["auto_link_weight"])
-    parent = np.arange(n)
+    parent = list(range(n))
     ids: dict[int, set[str]] = {i: {v} for i, v in enumerate(valid_ids) if v}
     existing: dict[int, bool] = {}
 
     def find(x: int) -> int:
         while parent[x] != x:
             parent[x] = parent[parent[x]]
-            x = int(parent[x])
+            x = parent[x]
         return x
 
     def union(a: int, b: int) -> None:
@@ -147,8 +147,9 @@ def cluster(
             rb = find(other)
             if rb != head:
                 union(head, rb)
-    result = Clustering(root=parent)
-    for rid_l, rid_r, weight, method in pairs.iter_rows():
+    result = Clustering(root=np.zeros(0, dtype=np.int64))
+    columns = (pairs["rid_l"].to_list(), pairs["rid_r"].to_list(), pairs["weight"].to_list(), pairs["method"].to_list())
+    for rid_l, rid_r, weight, method in zip(*columns, strict=True):
         a, b = find(rid_l), find(rid_r)
         if a == b:
             continue
@@ -163,6 +164,5 @@ def cluster(
                     result.link_method[rid] = (method, float(weight))
         elif not conflict or weight < EXACT_WEIGHT:
             result.review.append((rid_l, rid_r, float(weight)))
-    for i in range(n):
-        parent[i] = find(i)
+    result.root = np.fromiter((find(i) for i in range(n)), dtype=np.int64, count=n)
     return result

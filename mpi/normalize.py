@@ -42,14 +42,24 @@ def _pinyin() -> Any:
     return lambda s: lazy_pinyin(s, style=Style.NORMAL, errors="default")
 
 
+_CHAR_PINYIN: dict[str, str] = {}
+
+
+def _char_pinyin(ch: str) -> str:
+    """Toneless pinyin of one character (its most common reading), cached: names reuse few thousand characters."""
+    value = _CHAR_PINYIN.get(ch)
+    if value is None:
+        convert = _pinyin()
+        value = (convert(ch)[0] if convert else ch).lower()
+        _CHAR_PINYIN[ch] = value
+    return value
+
+
 def name_pinyin(name: str | None) -> str | None:
     """Toneless pinyin syllables joined by spaces (同音字 share it): 张伟 → "zhang wei"."""
     if not name:
         return None
-    convert = _pinyin()
-    if convert is None:
-        return name.lower()
-    return " ".join(convert(name)).lower()
+    return " ".join(_char_pinyin(ch) for ch in name)
 
 
 def name_key(name: str | None) -> str | None:
@@ -67,14 +77,14 @@ def surname(name: str | None) -> str | None:
     """The family name (compound surnames from the shipped list, else the first character)."""
     if not name:
         return None
-    for compound in _compound_surnames():
+    for compound in compound_surnames():
         if name.startswith(compound):
             return compound
     return name[0]
 
 
 @cache
-def _compound_surnames() -> tuple[str, ...]:
+def compound_surnames() -> tuple[str, ...]:
     return (
         "欧阳",
         "司马",
@@ -120,8 +130,10 @@ def clean_id(value: str | None) -> str | None:
 
 
 def _valid_date(yyyymmdd: str) -> date | None:
+    if len(yyyymmdd) != 8 or not yyyymmdd.isdigit():
+        return None
     try:
-        return datetime.strptime(yyyymmdd, "%Y%m%d").date()
+        return date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:]))
     except ValueError:
         return None
 

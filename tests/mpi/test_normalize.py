@@ -94,3 +94,67 @@ def test_ws364_document_types_and_resident_id():
 def test_card_numbers():
     assert nz.normalize_card_no(" ４１０１-8220 ") == "41018220"
     assert nz.normalize_card_no("") is None
+
+
+def test_columnar_normalization_agrees_with_the_scalar_rules():
+    """mpi.identities normalizes whole columns at once; it must give what the scalar rules in normalize.py give."""
+    from datetime import datetime
+
+    import polars as pl
+
+    from mpi.identities import normalize_identities
+
+    good = make_id("410182", date(1970, 6, 26), 221)
+    girl = make_id("410182", date(2011, 3, 9), 18)
+    ids = [good, to_legacy15(good), good[:17] + ("1" if good[17] != "1" else "2"), good.lower(), " " + girl + " ",
+           "".join(chr(ord(c) + 0xFEE0) for c in girl), "E12345678", "4101821970", None, "", girl]  # fmt: skip
+    types = ["1", None, "ID", None, "HK", "01", "PP", "1", None, None, "3"]
+    names = ["张伟", " 李^达 ", "ＬＩ Ｍｉｎｇ", "欧阳娜娜", None, "王新宇", "陈诗", "刘玮", "", "章炜", "赵"]
+    phones = ["+86 139-1234-5678", "１３９１２３４５６７８", "12", None, "0086-13912345678", "0371-6666888",
+              "13912345678", "abc", "", "19912345678", "8613912345678"]  # fmt: skip
+    births = ["20010131", "2001-01-31", "2001/13/01", None, "1970-06-26", "", "19700626", "x", "20110309",
+              "2011-3-9", "20000229"]  # fmt: skip
+    sexes = ["男", "F", "不详", None, "1", "2", "X", "M", "女", "", "9"]
+    addresses = ["河南省郑州市荥阳市金寨回族乡17村18号", "河南省郑州市荥阳市索河街道 6村178号", None, "北京市海淀区", "",
+                 "荥阳市乔楼镇3村1号", "x", None, "河南省郑州市荥阳市索河街道6村", "乔楼镇", "豫龙镇9村"]  # fmt: skip
+    towns = [{"code": "410182001", "name": "索河街道"}, {"code": "410182202", "name": "金寨回族乡"},
+             {"code": "410182100", "name": "乔楼镇"}]  # fmt: skip
+    n = len(ids)
+    raw = pl.DataFrame(
+        {
+            "org_code": ["O"] * n,
+            "source_system": ["S"] * n,
+            "local_id": [str(i) for i in range(n)],
+            "name": names,
+            "sex": sexes,
+            "birth_date": births,
+            "id_type": types,
+            "id_no": ids,
+            "phone": phones,
+            "address": addresses,
+            "updated_at": [datetime(2026, 1, 1)] * n,
+            "origin": ["o"] * n,
+            "source_table": ["his_patient"] * n,
+            "raw_hash": ["h"] * n,
+        },
+    )
+    out = normalize_identities(raw, towns).to_dicts()
+    for row, name, sex, birth, id_type, id_no, phone, address in zip(
+        out, names, sexes, births, types, ids, phones, addresses, strict=True
+    ):
+        doc = nz.normalize_id_type(id_type)
+        id18, valid, upgraded = nz.resident_id(doc, id_no)
+        nm = nz.normalize_name(name)
+        addr = nz.normalize_address(address)
+        town = nz.township_code(addr, towns)
+        expected = {
+            "name": nm, "name_pinyin": nz.name_pinyin(nm), "name_key": nz.name_key(nm), "surname": nz.surname(nm),
+            "sex_code": nz.normalize_sex(sex), "birth_date": nz.normalize_date(birth),
+            "id_type": doc or ("01" if id18 else None), "id_no": id18 if id18 else nz.clean_id(id_no),
+            "id_valid": valid, "id_upgraded": upgraded, "id17": id18[:17] if id18 and len(id18) == 18 and id18[:17].isdigit() else None,
+            "id_birth_date": nz.id_birth_date(id18), "id_sex_code": nz.id_sex(id18) if id18 else None,
+            "phone": nz.normalize_phone(phone), "address": addr, "township_code": town,
+            "address_detail": nz.address_detail(addr, {t["code"]: t["name"] for t in towns}.get(town or "")),
+        }  # fmt: skip
+        got = {k: row[k] for k in expected}
+        assert got == expected, (id_no, name)
