@@ -71,6 +71,32 @@ def run_cmd(ctx: click.Context) -> None:
     mpi_link(_config(ctx), progress=lambda m: click.echo(f"mpi: {m}"))
 
 
+@mpi.command("train")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Trained settings file.")
+@click.option("--max-pairs", default=1e6, show_default=True, help="Random pairs for the u estimate.")
+@click.pass_context
+def train_cmd(ctx: click.Context, out_path: str, max_pairs: float) -> None:
+    """Re-estimate m/u of the matching settings with Splink (EM) on the indexed identities; use the result with
+    HUTONG_MPI_SETTINGS=OUT."""
+    import polars as pl
+    import yaml
+
+    from mpi.identities import IDENTITY_COLUMNS
+    from mpi.match import load_settings
+    from mpi.train import train
+
+    with warehouse(_config(ctx), read_only=True) as wh:
+        frame = wh.query_df(f"SELECT {', '.join(IDENTITY_COLUMNS)} FROM mpi.identity ORDER BY 1, 2, 3")
+    if frame.height < 100:
+        raise click.ClickException("run `hutong mpi run` on some data first (too few identities to train on)")
+    frame = frame.with_row_index("rid").with_columns(pl.col("rid").cast(pl.Int64))
+    trained = train(frame, load_settings(), max_pairs=max_pairs)
+    with open(out_path, "w", encoding="utf-8") as fh:
+        fh.write("# m/u re-estimated by `hutong mpi train` (Splink EM); levels and thresholds as shipped.\n")
+        yaml.safe_dump(trained, fh, allow_unicode=True, sort_keys=False)
+    click.echo(f"trained settings written to {out_path} (use with HUTONG_MPI_SETTINGS={out_path})")
+
+
 @mpi.command("lookup")
 @click.argument("source_system")
 @click.argument("local_id")

@@ -8,6 +8,7 @@ result is the same whichever warehouse (DuckDB or PostgreSQL) holds the index.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -28,7 +29,8 @@ def _load(path: str) -> dict[str, Any]:
 
 
 def load_settings(path: Path | None = None) -> dict[str, Any]:
-    return _load(str(path or SETTINGS_FILE))
+    """The matching settings: `path`, else $HUTONG_MPI_SETTINGS (e.g. written by `hutong mpi train`), else shipped."""
+    return _load(str(path or os.environ.get("HUTONG_MPI_SETTINGS") or SETTINGS_FILE))
 
 
 def prior_weight(settings: dict[str, Any]) -> float:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import yaml
 from click.testing import CliRunner
 
 from hutong.cli import cli
+from mpi.match import load_settings, weight_sql
 from tests.conftest import write_config
 from tests.mpi.county import copy_raw
 from warehouse import Warehouse
@@ -50,5 +52,15 @@ def test_mpi_cli(tmp_path, county):
     kinds = [h["event_type"] for h in json.loads(hutong("history", second))]
     assert "merge" in kinds and "split" in kinds
     assert json.loads(hutong("candidates")) == []
+    trained_path = tmp_path / "trained.yaml"
+    assert "trained settings written" in hutong("train", "--out", str(trained_path), "--max-pairs", "20000")
+    trained, shipped = yaml.safe_load(trained_path.read_text(encoding="utf-8")), load_settings()
+    assert [c["output_column_name"] for c in trained["comparisons"]] == [
+        c["output_column_name"] for c in shipped["comparisons"]
+    ]
+    assert trained["comparisons"] != shipped["comparisons"]  # m/u re-estimated
+    levels = [lv for c in trained["comparisons"] for lv in c["comparison_levels"] if not lv.get("is_null_level")]
+    assert all(0 < lv["m_probability"] <= 1 and 0 < lv["u_probability"] <= 1 for lv in levels)
+    assert "-inf" not in weight_sql(trained) and "nan" not in weight_sql(trained)
     result = runner.invoke(cli, ["--config", str(config.path), "mpi", "unmerge", second, "--reason", "x"])
     assert result.exit_code != 0 and "no merge to undo" in result.output
