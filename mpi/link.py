@@ -14,6 +14,7 @@ import polars as pl
 
 from mpi import identities as ids
 from mpi.golden import golden_records
+from mpi.lookup import ensure_lookup_indexes
 from mpi.match import cluster, load_settings, score_pairs
 from mpi.store import candidate_id, empi_for_key, new_event_id, now, replace_rows
 from warehouse import Warehouse, ensure_core
@@ -36,6 +37,7 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
     """Match every new or changed identity in raw against the index and persist person/xref/candidate/event."""
     settings = settings or load_settings()
     ensure_core(wh)
+    ensure_lookup_indexes(wh)
     current = _current_identities(wh, townships)
     xref = wh.query_df("SELECT org_code, source_system, local_id, empi_id FROM mpi.xref")
     if xref.height == 0:
