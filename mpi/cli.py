@@ -223,3 +223,22 @@ def history_cmd(ctx: click.Context, empi_id: str) -> None:
     """Events of EMPI_ID (links, merges, splits, decisions) with actor and reason."""
     with warehouse(_config(ctx), read_only=True) as wh:
         _show(steward.history(wh, empi_id), True)
+
+
+@mpi.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.pass_context
+def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
+    """Serve PIX/PDQ lookups over HTTP (read-only, PII masked): /pix, /xref/<id>, /golden/<id>, /pdq."""
+    from mpi.serve import make_server
+
+    config = _config(ctx)
+    server = make_server(config.warehouse_url, list((config.county or {}).get("townships", [])), host, port)
+    click.echo(f"mpi lookups on http://{host}:{server.server_port}/ (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -64,3 +65,40 @@ def test_mpi_cli(tmp_path, county):
     assert "-inf" not in weight_sql(trained) and "nan" not in weight_sql(trained)
     result = runner.invoke(cli, ["--config", str(config.path), "mpi", "unmerge", second, "--reason", "x"])
     assert result.exit_code != 0 and "no merge to undo" in result.output
+
+
+def test_http_lookup_endpoint(tmp_path, county):
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from mpi.link import run_mpi
+    from mpi.serve import make_server
+
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    with Warehouse(url) as wh:
+        copy_raw(county.config.warehouse_url, wh)
+        run_mpi(wh, county.townships)
+        org, system, local, empi = wh.query("SELECT org_code, source_system, local_id, empi_id FROM mpi.xref LIMIT 1")[
+            0
+        ]
+    server = make_server(url, county.townships, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+
+    def get(path: str):
+        with urllib.request.urlopen(base + path, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    try:
+        assert get(f"/pix?system={system}&local_id={local}&org={org}")["empi_id"] == empi
+        assert any(x["local_id"] == local for x in get(f"/xref/{empi}"))
+        golden = get(f"/golden/{empi}")
+        assert golden["empi_id"] == empi and "*" in golden["name"]
+        assert get("/pdq?" + urllib.parse.urlencode({"id_no": golden["id_no"] or "x"})) is not None
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            get(f"/pix?system={system}&local_id=NOPE&org={org}")
+        assert missing.value.code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
