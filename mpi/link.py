@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from mpi import identities as ids
-from mpi.golden import golden_records
+from mpi.golden import PERSON_FIELDS, golden_records
 from mpi.lookup import ensure_lookup_indexes
 from mpi.match import cluster, load_settings, score_pairs
 from mpi.store import candidate_id, empi_for_key, new_event_id, now, replace_rows
@@ -52,6 +52,7 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
         .with_row_index("rid")
         .with_columns(pl.col("rid").cast(pl.Int64))
     )
+    del current, xref
     n_new = int(frame["is_unlinked"].sum())
     n_changed = int((frame["is_new"] & ~frame["is_unlinked"]).sum())
     if n_new == 0 and n_changed == 0:
@@ -62,6 +63,7 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
     existing = frame.filter(pl.col("empi_id").is_not_null()).group_by("empi_id").agg(pl.col("rid").sort())
     valid = [v if ok else None for v, ok in zip(frame["id_no"], frame["id_valid"], strict=True)]
     result = cluster(frame.height, pairs, valid, existing["rid"].to_list(), settings)
+    del pairs, existing, valid
 
     at = now()
     frame = frame.with_columns(pl.Series("root", result.root, dtype=pl.Int64))
@@ -101,12 +103,17 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
     new_persons = new_rows.filter("founded").select("assigned").unique()
 
     # review candidates between different EMPI ids (never between ids a steward already decided on)
-    empi_of = dict(zip(frame["rid"].to_list(), frame["assigned"].to_list(), strict=True))
-    best: dict[tuple[str, str], float] = {}
-    for rid_l, rid_r, weight in result.review:
-        a, b = sorted((empi_of[rid_l], empi_of[rid_r]))
-        if a != b:
-            best[(a, b)] = max(best.get((a, b), weight), weight)
+    review = pl.DataFrame(result.review, schema={"rid_l": pl.Int64, "rid_r": pl.Int64, "w": pl.Float64}, orient="row")
+    assigned = frame.select("rid", "assigned")
+    review = (
+        review.join(assigned.rename({"rid": "rid_l", "assigned": "a"}), on="rid_l")
+        .join(assigned.rename({"rid": "rid_r", "assigned": "b"}), on="rid_r")
+        .filter(pl.col("a") != pl.col("b"))
+        .select(pl.min_horizontal("a", "b").alias("a"), pl.max_horizontal("a", "b").alias("b"), "w")
+        .group_by("a", "b")
+        .agg(pl.col("w").max())
+    )
+    best = {(a, b): w for a, b, w in review.iter_rows()}
     known = {r[0] for r in wh.query("SELECT candidate_id FROM mpi.candidate")}
     cands = [
         (candidate_id(a, b), a, b, round(w, 6), "open", at, None, None, None)
@@ -115,8 +122,11 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
     ]
 
     affected = frame.filter("is_new").select(pl.col("assigned").alias("empi_id")).unique()
-    members = frame.join(affected, left_on="assigned", right_on="empi_id").with_columns(
-        pl.col("assigned").alias("empi_id")
+    golden_input = ["org_code", "source_system", "local_id", "updated_at", "id_valid", *PERSON_FIELDS]
+    members = (
+        frame.select("assigned", *golden_input)
+        .join(affected, left_on="assigned", right_on="empi_id")
+        .rename({"assigned": "empi_id"})
     )
     persons = golden_records(members, at)
     created = wh.query_df("SELECT empi_id, created_at AS old_created FROM mpi.person")

@@ -56,7 +56,7 @@ def weight_sql(settings: dict[str, Any]) -> str:
 
 
 def _engine() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={"threads": 2, "memory_limit": "1500MB"})
+    con = duckdb.connect(config={"threads": 2, "memory_limit": "800MB", "preserve_insertion_order": False})
     return con
 
 
