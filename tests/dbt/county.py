@@ -50,7 +50,8 @@ def fill_xref(wh: Warehouse, data_dir: Path) -> int:
                 person[(r["org_code"], r["source_system"], r["local_key"])] = r["person_id"]
     rows = [(org, system, local, pid) for (org, system, local), pid in person.items()]
     by_org = {(org, local): pid for org, _, local, pid in rows}
-    for table, system in (("lis_message", "LIS"), ("pacs_study", "PACS"), ("pacs_report", "PACS"), ("emr_document", "EMR")):
+    others = (("lis_message", "LIS"), ("pacs_study", "PACS"), ("pacs_report", "PACS"), ("emr_document", "EMR"))
+    for table, system in others:
         if not wh.table_exists(f"raw.{table}"):
             continue
         for org, local in wh.query(f"SELECT DISTINCT _org_code, patient_id FROM raw.{table}"):

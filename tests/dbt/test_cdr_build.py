@@ -32,6 +32,9 @@ INCREMENTAL = {  # incremental CDR model → (its key, the staging truth it must
 }
 
 
+LINKED = ("cdr__patient", "cdr__encounter", "cdr__lab_result", "cdr__imaging_report", "cdr__clinical_document")
+
+
 @dataclass
 class Built:
     url: str
@@ -95,10 +98,8 @@ def test_unmapped_local_code_is_listed_with_its_institution(built: Built) -> Non
 
 def test_cdr_keyed_to_empi_with_codes_and_lineage(built: Built) -> None:
     with Warehouse(built.url) as wh:
-        for table in ("cdr__patient", "cdr__encounter", "cdr__lab_result", "cdr__imaging_report", "cdr__clinical_document"):
-            total, linked, lineage = wh.query(
-                f"SELECT count(*), count(empi_id), count(_origin) FROM cdr.{table}"  # noqa: S608
-            )[0]
+        for table in LINKED:
+            total, linked, lineage = wh.query(f"SELECT count(*), count(empi_id), count(_origin) FROM cdr.{table}")[0]
             assert total > 0 and lineage == total, table
             assert linked >= 0.9 * total, f"{table}: {linked}/{total} linked to an EMPI id"
         enc = wh.query_dicts(
@@ -118,7 +119,7 @@ def test_cdr_keyed_to_empi_with_codes_and_lineage(built: Built) -> None:
 
 
 def _state(wh: Warehouse) -> dict[str, dict[str, str]]:
-    return {m: {k: h for k, h in wh.query(f"SELECT {key}, _record_hash FROM cdr.{m}")} for m, (key, _) in INCREMENTAL.items()}
+    return {m: dict(wh.query(f"SELECT {key}, _record_hash FROM cdr.{m}")) for m, (key, _) in INCREMENTAL.items()}
 
 
 def test_daily_increment_applies_updates_deletes_and_empi_changes(built: Built) -> None:
@@ -140,7 +141,7 @@ def test_daily_increment_applies_updates_deletes_and_empi_changes(built: Built) 
     with Warehouse(built.url) as wh:
         after = _state(wh)
         for model, (_, truth_sql) in INCREMENTAL.items():
-            truth = {k: h for k, h in wh.query(truth_sql)}
+            truth = dict(wh.query(truth_sql))
             assert after[model] == truth, model
         visit = wh.query_dicts(
             "SELECT dept_code, dept_std_code, dept_std_name, empi_id FROM cdr.cdr__encounter "
