@@ -55,6 +55,7 @@ from pipelines.feeds import (
     late_institution_sensor,
 )
 from pipelines.manifest import ensure_manifest
+from pipelines.reference import reference_asset
 
 CDR_KEYS = [AssetKey(["cdr", "cdr__patient"]), AssetKey(["cdr", "cdr__encounter"])]
 QUALITY_KEY = AssetKey(["quality", "check_result"])
@@ -134,6 +135,7 @@ def build_definitions(config: PlatformConfig) -> Definitions:
         yield from dbt.cli(["build"], context=context).stream()
 
     assets.append(hutong_dbt)
+    assets.append(reference_asset())
 
     @asset(key=QUALITY_KEY, deps=CDR_KEYS, group_name="quality", description="Rule catalog run per institution.")
     def quality_checks(hutong: HutongConfig) -> MaterializeResult:
