@@ -29,3 +29,11 @@
 {% macro ratio(numerator, denominator, multiplier=1) -%}
   round(cast(({{ numerator }}) * {{ multiplier }} as numeric(20, 6)) / nullif(({{ denominator }}), 0), 4)
 {%- endmacro %}
+
+{# Age in completed years (周岁) on day `on` of someone born on `birth`. #}
+{% macro age_years(birth, on) -%}
+  (cast(extract(year from cast({{ on }} as date)) as integer) - cast(extract(year from cast({{ birth }} as date)) as integer)
+   - case when extract(month from cast({{ on }} as date)) * 100 + extract(day from cast({{ on }} as date))
+               < extract(month from cast({{ birth }} as date)) * 100 + extract(day from cast({{ birth }} as date))
+          then 1 else 0 end)
+{%- endmacro %}

@@ -18,10 +18,10 @@ select
     f.medication_adherence_code,
     f.next_visit_date,
     f.doctor,
-    cast(floor({{ day_diff('r.birth_date', 'f.visit_date') }} / 365.25) as integer) as age_at_visit,
+    {{ age_years('r.birth_date', 'f.visit_date') }} as age_at_visit,
     case
         when f.sbp_mmhg is null or f.dbp_mmhg is null then null
-        when {{ day_diff('r.birth_date', 'f.visit_date') }} >= 65 * 365.25 then f.sbp_mmhg < 150 and f.dbp_mmhg < 90
+        when {{ age_years('r.birth_date', 'f.visit_date') }} >= 65 then f.sbp_mmhg < 150 and f.dbp_mmhg < 90
         else f.sbp_mmhg < 140 and f.dbp_mmhg < 90
     end as bp_controlled,
     f._source_key,

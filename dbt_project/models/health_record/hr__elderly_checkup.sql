@@ -7,7 +7,7 @@ select
     c.record_key,
     c.record_no,
     c.checkup_date,
-    cast(floor({{ day_diff('r.birth_date', 'c.checkup_date') }} / 365.25) as integer) as age_at_checkup,
+    {{ age_years('r.birth_date', 'c.checkup_date') }} as age_at_checkup,
     c.height_cm,
     c.weight_kg,
     round(c.weight_kg / nullif(c.height_cm * c.height_cm / 10000, 0), 1) as bmi,

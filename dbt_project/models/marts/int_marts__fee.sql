@@ -1,6 +1,6 @@
 -- Current fee lines of the HIS (raw.his_fee, latest version, deletes removed) with the national 病案首页 fee
 -- category (seeds/indicators/fee_category_map.csv) and the encounter they belong to: outpatient fees count in
--- the month of the visit, inpatient fees in the month of discharge (出院者 only).
+-- the month of the visit, inpatient fees in the month of discharge (出院者 of valid stays only).
 with fee as (
     {{ current_rows(source('raw', 'his_fee')) }}
 )
@@ -13,7 +13,9 @@ select
     case e.encounter_class_code when '3' then 'inpatient' when '1' then 'outpatient' when '2' then 'outpatient' end
         as setting,
     case
-        when e.encounter_class_code = '3' then cast(e.end_time as date)
+        when e.encounter_class_code = '3' and cast(e.end_time as date) >= cast(e.start_time as date)
+            then cast(e.end_time as date)
+        when e.encounter_class_code = '3' then null
         else cast(e.start_time as date)
     end as period_date,
     m.std_code as fee_category_code,
