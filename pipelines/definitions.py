@@ -59,6 +59,7 @@ from pipelines.reference import reference_asset
 
 CDR_KEYS = [AssetKey(["cdr", "cdr__patient"]), AssetKey(["cdr", "cdr__encounter"])]
 QUALITY_KEY = AssetKey(["quality", "check_result"])
+MPI_KEY = AssetKey(["mpi"])
 INGEST_JOB, TRANSFORM_JOB, SYNTH_JOB = "ingest_sources", "hutong_transform", "synthetic_county"
 
 
@@ -91,6 +92,8 @@ class HutongDbtTranslator(DagsterDbtTranslator):
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
+            if dbt_resource_props["source_name"] == "mpi":  # mpi.xref / mpi.person are written by the MPI asset
+                return MPI_KEY
             return AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
         schema = dbt_resource_props.get("config", {}).get("schema") or "main"
         return AssetKey([schema, dbt_resource_props["name"]])

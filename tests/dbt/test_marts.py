@@ -65,7 +65,7 @@ class County:
             stages.reference_tables(config)
             with Warehouse(url) as wh:
                 fill_xref_from_truth(wh, config.data_dir / "truth")
-            run_dbt(["build"], url, target_path=self.root / kind / "dbt_target")
+            run_dbt(["build", "--select", "+marts", "+health_record"], url, target_path=self.root / kind / "dbt_target")
         return self.urls[kind]
 
 
