@@ -79,3 +79,15 @@ def test_synthetic_population_table_counts_every_resident(tmp_path):
     assert sum(r[6] for r in table) == 500
     old = sum(1 for p in people if (end - p.birth_date).days // 365 >= 65)
     assert sum(r[6] for r in table if r[4] >= 65) == old
+
+
+def test_marts_are_downstream_of_the_reference_asset(tmp_path):
+    from dagster import AssetKey
+
+    from pipelines.definitions import build_definitions
+
+    config = write_config(tmp_path, f"duckdb:///{tmp_path / 'wh.duckdb'}")
+    graph = build_definitions(config).resolve_asset_graph()
+    parents = {k.to_user_string() for k in graph.get(AssetKey(["marts", "marts__public_health_coverage"])).parent_keys}
+    assert {"ops/institution", "ops/population", "health_record/hr__enrolment"} <= parents
+    assert graph.get(AssetKey(["ops", "population"])).is_materializable  # written by the reference_tables asset
