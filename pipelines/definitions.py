@@ -56,6 +56,7 @@ from pipelines.feeds import (
 )
 from pipelines.manifest import ensure_manifest
 from pipelines.mpi import mpi_asset
+from pipelines.reference import reference_asset
 
 CDR_KEYS = [AssetKey(["cdr", "cdr__patient"]), AssetKey(["cdr", "cdr__encounter"])]
 QUALITY_KEY = AssetKey(["quality", "check_result"])
@@ -138,6 +139,7 @@ def build_definitions(config: PlatformConfig) -> Definitions:
         yield from dbt.cli(["build"], context=context).stream()
 
     assets.append(hutong_dbt)
+    assets.append(reference_asset())
 
     @asset(key=QUALITY_KEY, deps=CDR_KEYS, group_name="quality", description="Rule catalog run per institution.")
     def quality_checks(hutong: HutongConfig) -> MaterializeResult:
