@@ -121,7 +121,7 @@ def id_check_digit(rule: Rule, dialect: str) -> Compiled:
     """GB 11643-1999 check character of an 18-character 身份证号 (other lengths are not judged here)."""
     column = col(rule)
     total = " + ".join(f"CAST(substr({column}, {i + 1}, 1) AS INTEGER) * {w}" for i, w in enumerate(ID_WEIGHTS))
-    check = f"substr('10X98765432', (({total}) % 11) + 1, 1)"
+    check = f"substr('10X98765432', mod({total}, 11) + 1, 1)"  # mod(): a literal % trips DB-API drivers
     return flagged(rule, flag(f"upper(substr({column}, 18, 1)) = {check}", regex(column, ID18, dialect)))
 
 
@@ -129,7 +129,7 @@ def id_sex(rule: Rule, dialect: str) -> Compiled:
     """The sex digit of the ID (17th, odd = male) agrees with the recorded sex (mapped to GB/T 2261.1)."""
     column, sex = col(rule), col(rule, "sex_column")
     std = _mapped(rule, sex)
-    agrees = f"(CAST(substr({column}, 17, 1) AS INTEGER) % 2 = 1) = ({std} = '1')"
+    agrees = f"(mod(CAST(substr({column}, 17, 1) AS INTEGER), 2) = 1) = ({std} = '1')"
     return flagged(rule, flag(agrees, f"{regex(column, ID18, dialect)} AND {std} IN ('1', '2')"))
 
 
