@@ -59,7 +59,7 @@ def suite_for(rules: list[Rule]) -> gx.ExpectationSuite:
             "title": ds.title,
             "standard": ds.standard,
             "generated_from": f"quality/rules/datasets/{ds.name}.yaml",
-        },  # fmt: skip
+        },
     )
 
 
