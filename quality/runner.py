@@ -30,14 +30,15 @@ def run_id_for(day: date) -> str:
 
 
 def _evaluate_dataset(
-    wh: Warehouse, rules: list[Rule], run_id: str, day: date
+    wh: Warehouse, rules: list[Rule], run_id: str, day: date, org_codes: list[str]
 ) -> dict[tuple[str, str], tuple[int, int]]:
     """Materialise the data set's relation once, count per institution and rule, list failing records."""
     ds = rules[0].dataset
     columns = table_columns(wh, ds.table)
     sql, compiled = relation_sql(ds, rules, columns, wh.dialect)
     wh.execute(f"DROP TABLE IF EXISTS {TEMP}")
-    wh.execute(f"CREATE TEMP TABLE {TEMP} AS {sql}")
+    marks = ", ".join("?" for _ in org_codes) or "NULL"
+    wh.execute(f"CREATE TEMP TABLE {TEMP} AS SELECT * FROM ({sql}) r WHERE _q_org IN ({marks})", org_codes)
     fails = {r.id: failure_sql(compiled[r.id], wh.dialect) for r in rules}
     sums = ", ".join(f"sum(CASE WHEN {f} THEN 1 ELSE 0 END)" for f in fails.values())
     counts: dict[tuple[str, str], tuple[int, int]] = {}
@@ -66,11 +67,12 @@ def run_rules(
     checked_at = datetime.now().replace(microsecond=0)
     outcomes: list[RuleOutcome] = []
     with wh.transaction():
-        wh.execute("DELETE FROM quality.check_result WHERE run_id = ?", [run_id])
-        wh.execute("DELETE FROM quality.problem_record WHERE run_id = ?", [run_id])
+        marks = ", ".join("?" for _ in org_codes) or "NULL"
+        for table in ("quality.check_result", "quality.problem_record"):  # only these institutions' results
+            wh.execute(f"DELETE FROM {table} WHERE run_id = ? AND org_code IN ({marks})", [run_id, *org_codes])
         for group in datasets_of(rules).values():
             present = wh.table_exists(group[0].dataset.table)
-            counts = _evaluate_dataset(wh, group, run_id, day) if present else {}
+            counts = _evaluate_dataset(wh, group, run_id, day, org_codes) if present else {}
             status = "evaluated" if present else "not_evaluated"
             for rule in group:
                 for org in org_codes:
