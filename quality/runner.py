@@ -30,7 +30,7 @@ def run_id_for(day: date) -> str:
 
 
 def _evaluate_dataset(
-    wh: Warehouse, rules: list[Rule], run_id: str, day: date, org_codes: list[str]
+    wh: Warehouse, rules: list[Rule], run_id: str, day: date, org_codes: list[str], record: bool = True
 ) -> dict[tuple[str, str], tuple[int, int]]:
     """Materialise the data set's relation once, count per institution and rule, list failing records."""
     ds = rules[0].dataset
@@ -45,7 +45,7 @@ def _evaluate_dataset(
     for row in wh.query(f"SELECT _q_org, count(*), {sums} FROM {TEMP} GROUP BY _q_org"):
         for rule, failed in zip(rules, row[2:], strict=True):
             counts[(str(row[0]), rule.id)] = (int(row[1]), int(failed or 0))
-    for rule in rules:
+    for rule in rules if record else ():
         wh.execute(
             "INSERT INTO quality.problem_record (run_id, day, org_code, dataset, rule_id, record_key, raw_origin, "
             "batch_id, detail) SELECT DISTINCT ?, ?, _q_org, ?, ?, _q_key, _q_origin, _q_batch, ? "
@@ -100,3 +100,15 @@ def run_rules(
         if len(frame):
             wh.load("quality.check_result", frame)
     return outcomes
+
+
+def evaluate(wh: Warehouse, rules: list[Rule], org_codes: list[str]) -> dict[str, tuple[int, int]]:
+    """Read-only: (evaluated, failed) per rule of one data set over the institutions, nothing written (asset checks)."""
+    if not rules or not wh.table_exists(rules[0].dataset.table):
+        return {}
+    counts = _evaluate_dataset(wh, rules, "", date.today(), org_codes, record=False)
+    totals: dict[str, tuple[int, int]] = {}
+    for (_, rule_id), (evaluated, failed) in counts.items():
+        e, f = totals.get(rule_id, (0, 0))
+        totals[rule_id] = (e + evaluated, f + failed)
+    return totals
