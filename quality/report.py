@@ -249,6 +249,31 @@ def render_reports(wh: Warehouse, institutions: list[Institution], day: date, re
     )  # fmt: skip
     written["region"] = out_dir / "region.html"
     written["region"].write_text(region, encoding="utf-8")
+    written["interop"] = render_interop(wh, env, institutions, day, out_dir, title)
     for path in export_tables(wh, day, out_dir):
         written[path.name] = path
     return written
+
+
+def render_interop(wh: Warehouse, env: Environment, institutions: list[Institution], day: date, out_dir: Path,
+                   title: str) -> Path:  # fmt: skip
+    """interop.html and interop.csv: 互联互通测评 readiness per institution and for the region."""
+    from quality.interop import FIGURES, load_spec, readiness, regional
+
+    rows = readiness(wh, day, [i.org_code for i in institutions])
+    rows.append(regional(rows))
+    spec = load_spec()
+    labels = {i.org_code: i.name for i in institutions} | {"region": "全区域 region"}
+    html = env.get_template("interop.html").render(
+        title=title, day=day.isoformat(), rows=rows, figures=FIGURES, names=DIMENSIONS, labels=labels,
+        target=spec["target"], share=float(spec["element_pass_rate"]),
+    )  # fmt: skip
+    path = out_dir / "interop.html"
+    path.write_text(html, encoding="utf-8")
+    with (out_dir / "interop.csv").open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["org_code", "conformance", "elements", "conforming", *FIGURES, "level", "gaps"])
+        for r in rows:
+            writer.writerow([r.org_code, r.conformance, r.elements, r.conforming, *(r.figures[d] for d in FIGURES),
+                             r.level or "", " | ".join(r.gaps)])  # fmt: skip
+    return path

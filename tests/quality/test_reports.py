@@ -97,3 +97,41 @@ def test_examples_are_masked_and_tables_exported(reports):
     book = load_workbook(written["quality_tables.xlsx"], read_only=True)
     assert book.sheetnames == ["scores", "dataset_scores", "check_results", "problem_records"]
     assert book["problem_records"].max_row == problems + 1
+
+
+def test_interop_readiness_matches_rule_results(reports):
+    """Conformance = share of required WS 445 / WS 365 elements whose rules all pass ≥ 99 % (recomputed here)."""
+    from quality.catalog import load_catalog
+    from quality.interop import load_spec
+
+    county, written = reports
+    page = written["interop"].read_text(encoding="utf-8")
+    shown = {o: float(c) for o, c in re.findall(r'data-org="([^"]+)" data-conformance="([0-9.]+)"', page)}
+    assert set(shown) == {*county.orgs, "region"}
+    spec = load_spec()
+    by_col: dict[tuple[str, str], list[str]] = {}
+    for r in load_catalog():
+        if r.params.get("column"):
+            by_col.setdefault((r.dataset.name, r.params["column"]), []).append(r.id)
+    pooled = [0, 0]
+    with Warehouse(county.url) as wh:
+        for org in county.orgs:
+            res = dict((k, (e, f)) for k, e, f in wh.query(
+                "SELECT rule_id, evaluated, failed FROM quality.check_result WHERE org_code = ?", [org]))  # fmt: skip
+            ok = total = 0
+            for ds, entry in spec["datasets"].items():
+                first = by_col[(ds, next(iter(entry["elements"])))][0]
+                if res[first][0] == 0:
+                    continue
+                for column in entry["elements"]:
+                    checks = [res[i] for i in by_col[(ds, column)]]
+                    total += 1
+                    ok += all(e and (e - f) / e >= spec["element_pass_rate"] for e, f in checks)
+            assert shown[org] == pytest.approx(ok / total, abs=1e-6)
+            pooled[0] += ok
+            pooled[1] += total
+    assert shown["region"] == pytest.approx(pooled[0] / pooled[1], abs=1e-6)
+    assert "四级甲等" in page and written["interop"].with_suffix(".csv").is_file()
+    png = written["interop"].parent / "interop.png"
+    _screenshot(written["interop"], png)
+    _not_blank(png)
