@@ -14,9 +14,8 @@ from warehouse import Warehouse
 pytestmark = pytest.mark.xdist_group("quality_county")
 
 
+@pytest.mark.parametrize("qcounty", ["duckdb"], indirect=True)  # Dagster wiring; the rules run on both elsewhere
 def test_asset_checks_and_daily_score(qcounty):
-    if not qcounty.url.startswith("duckdb"):
-        pytest.skip("Dagster wiring is warehouse-independent; the rules themselves run on both warehouses")
     keys = [AssetKey(["raw", "his_patient"]), AssetKey(["raw", "lis_result"]), AssetKey(["cdr", "cdr__patient"])]
     checks = quality_asset_checks(keys)
     assert {c.check_key.name for c in checks} >= {"quality_his_patient", "quality_lis_result",
