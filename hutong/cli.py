@@ -179,8 +179,12 @@ def transform(obj: Context, select: str | None) -> None:
 @click.option("--day", default=None, help="Quality run day (YYYY-MM-DD, default today).")
 @click.option("--since", default=None, help="First day of a range of daily runs ending at --day.")
 @click.option("--org", "orgs", multiple=True, help="Institution (org code or short name); repeatable. Default: all.")
-@click.option("--period", type=click.Choice(["day", "week", "month", "quarter", "year"]), default=None,
-              help="Also print the total scores of the period containing --day.")
+@click.option(
+    "--period",
+    type=click.Choice(["day", "week", "month", "quarter", "year"]),
+    default=None,
+    help="Also print the total scores of the period containing --day.",
+)
 @click.option("--suites", is_flag=True, help="Only regenerate the Great Expectations suites (quality/suites/).")
 @click.pass_obj
 def quality(obj: Context, day: str | None, since: str | None, orgs: tuple[str, ...], period: str | None,
