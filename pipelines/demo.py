@@ -111,7 +111,7 @@ def run_demo(config: PlatformConfig, progress: Callable[[str], None] | None = No
         f"Hutong demo finished (Dagster run {result.run_id}).",
         f"  warehouse      {target.display}  ({raw_rows} raw rows, {patients} cdr patients, "
         f"{encounters} cdr encounters, {quarantined} quarantined)",
-        f"  quality report {stages.reports_dir(config) / f'quality_{day.isoformat()}.html'}",
+        f"  quality report {stages.reports_dir(config) / 'quality' / day.isoformat() / 'region.html'}",
         f"  export files   {stages.exports_dir(config) / 'encounter_csv' / day.isoformat()}  ({exported} records)",
         f"  step log       {log_path}",
         f"  Dagster UI     make serve, then open {DAGSTER_UI} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})",
