@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from synthetic import orders
-from synthetic.staff import staff_rows
 from synthetic.events import Encounter, SourceWriter
 from synthetic.identity import to_legacy15, wrong_check
 from synthetic.population import DATA, Person, given_chars
+from synthetic.staff import staff_rows
 from synthetic.writers import TableWriter
 
 ETHNICITY_NAMES = {"01": "汉族", "02": "蒙古族", "03": "回族", "04": "藏族", "11": "满族"}
