@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from marts import ledger
-from marts.feed_config import Feed, Target, actor
+from marts.feed_config import Feed, Target, actor, for_org
 from marts.formats import BuildError, Format, Record, make_format
 from marts.masking import apply_policy
 from marts.transport import Outcome, send
@@ -95,7 +95,7 @@ class _Run:
     """State of one run (temp tables feed_cand / feed_excl live on the warehouse connection)."""
 
     def __init__(self, wh: Warehouse, feed: Feed, target: Target, org: str, period: str, data_dir: Path) -> None:
-        self.wh, self.feed, self.target, self.org, self.period = wh, feed, target, org, period
+        self.wh, self.feed, self.target, self.org, self.period = wh, for_org(feed, org), target, org, period
         self.fmt: Format = make_format(feed)
         self.spool = data_dir / "feeds" / "spool" / feed.name / target.name / org
         self.result = FeedRun(feed.name, target.name, org, period)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ class Source:
     requires: tuple[str, ...] = ()  # tables that may not exist yet (a source kind an institution lacks): no records
 
 
+ORG_TOKEN = "'{org}'"  # replaced by the institution of the run (for_org)
 CURRENT = re.compile(r"\bcurrent\((raw\.\w+)\)")
 
 
@@ -77,10 +78,22 @@ def current_sql(text: str) -> str:
         lambda m: (
             "(SELECT * FROM (SELECT v.*, row_number() OVER (PARTITION BY v._org_code, v._source_key "
             "ORDER BY v._source_updated_at DESC NULLS LAST, v._ingested_at DESC, v._record_hash) AS _version_rank "
-            f"FROM {m.group(1)} v) cv WHERE cv._version_rank = 1 AND cv._op <> 'D')"
+            f"FROM {m.group(1)} v WHERE v._org_code = {ORG_TOKEN}) cv WHERE cv._version_rank = 1 AND cv._op <> 'D')"
         ),
         text,
     )
+
+
+def for_org(feed: Feed, org: str) -> Feed:
+    """The feed with its `current(...)` reads narrowed to one institution (versions are per institution anyway)."""
+    literal = "'" + org.replace("'", "''") + "'"
+
+    def sub(sql: str) -> str:
+        return sql.replace(ORG_TOKEN, literal)
+
+    source = replace(feed.source, from_sql=sub(feed.source.from_sql))
+    components = tuple(replace(c, from_sql=sub(c.from_sql)) for c in feed.components)
+    return replace(feed, source=source, components=components)
 
 
 @dataclass(frozen=True)
