@@ -41,7 +41,7 @@ def init(config: PlatformConfig) -> None:
         ensure_core(wh)
 
 
-WAREHOUSE_SCHEMAS = ("raw", "ops", "mpi", "quality", "feeds", "staging", "cdr", "terminology")
+WAREHOUSE_SCHEMAS = ("raw", "ops", "mpi", "quality", "feeds", "staging", "cdr", "terminology", "health_record", "marts")
 
 
 def reset_warehouse(config: PlatformConfig) -> None:
@@ -110,9 +110,18 @@ def ingest(
         return ingest_sources(wh, config, orgs=orgs, kinds=kinds, day=day, until=until, full=full, progress=progress)
 
 
+def reference_tables(config: PlatformConfig) -> Any:
+    """Write ops.institution (config) and ops.population (county.population_file) for the marts."""
+    from hutong.reference import write_reference
+
+    with warehouse(config) as wh:
+        return write_reference(wh, config)
+
+
 def transform(config: PlatformConfig, *, select: str | None = None, progress: Progress | None = None) -> str:
     """dbt build (seeds, staging, cdr and their tests) on the configured warehouse."""
     init(config)  # dbt sources over mpi/ops must exist
+    reference_tables(config)  # ops.institution / ops.population: denominators of the marts
     args = ["build"] + (["--select", select] if select else [])
     return run_dbt(args, config.warehouse_url, progress=progress)
 

@@ -55,9 +55,11 @@ from pipelines.feeds import (
     late_institution_sensor,
 )
 from pipelines.manifest import ensure_manifest
+from pipelines.reference import reference_asset
 
 CDR_KEYS = [AssetKey(["cdr", "cdr__patient"]), AssetKey(["cdr", "cdr__encounter"])]
 QUALITY_KEY = AssetKey(["quality", "check_result"])
+MPI_KEY = AssetKey(["mpi"])
 INGEST_JOB, TRANSFORM_JOB, SYNTH_JOB = "ingest_sources", "hutong_transform", "synthetic_county"
 
 
@@ -90,6 +92,8 @@ class HutongDbtTranslator(DagsterDbtTranslator):
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
+            if dbt_resource_props["source_name"] == "mpi":  # mpi.xref / mpi.person are written by the MPI asset
+                return MPI_KEY
             return AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
         schema = dbt_resource_props.get("config", {}).get("schema") or "main"
         return AssetKey([schema, dbt_resource_props["name"]])
@@ -134,6 +138,7 @@ def build_definitions(config: PlatformConfig) -> Definitions:
         yield from dbt.cli(["build"], context=context).stream()
 
     assets.append(hutong_dbt)
+    assets.append(reference_asset())
 
     @asset(key=QUALITY_KEY, deps=CDR_KEYS, group_name="quality", description="Rule catalog run per institution.")
     def quality_checks(hutong: HutongConfig) -> MaterializeResult:

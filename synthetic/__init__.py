@@ -18,7 +18,7 @@ import yaml
 
 from synthetic.events import WriterContext
 from synthetic.his import SYSTEMS, HisCounts, Truth, generate_institution, plan_institutions
-from synthetic.population import generate_population
+from synthetic.population import generate_population, write_population_table
 from synthetic.registry import WRITER_MODULES, make_writer
 
 HERE = Path(__file__).parent
@@ -191,6 +191,8 @@ def generate(
         writer.writerow(PERSON_FIELDS)
         for p in people:
             writer.writerow([getattr(p, f) for f in PERSON_FIELDS])
+    # the statistics bureau's 常住人口 table (config county.population_file points here for the synthetic county)
+    write_population_table(people, end, out_dir / "sources" / "statistics" / "population.csv")
     plans = plan_institutions(config, people, int(spec["days"]), profiles, end)
     if not plans:
         raise ValueError("the synthetic county derives every visit from an institution's HIS, but no institution in "

@@ -130,3 +130,30 @@ def generate_population(
             if age >= 18 and not adult_phone:
                 adult_phone = person.phone
     return people
+
+
+POPULATION_FIELDS = ["year", "township_code", "township_name", "sex_code", "age_low", "age_high", "population"]
+POPULATION_BANDS = (*((low, low + 4) for low in range(0, 85, 5)), (85, 120))  # 5-year bands, 85+
+
+
+def write_population_table(people: list[Person], on: date, path: Path) -> int:
+    """The statistics bureau's table for the synthetic county: 常住人口 per township × sex × 5-year age band
+    (ages on `on`), every combination present (zero counts too). Returns the number of rows written."""
+    counts: dict[tuple[str, str, int], int] = {}
+    names: dict[str, str] = {}
+    for p in people:
+        age = (on - p.birth_date).days // 365
+        low = next(lo for lo, hi in POPULATION_BANDS if age <= hi)
+        counts[(p.township_code, p.sex, low)] = counts.get((p.township_code, p.sex, low), 0) + 1
+        names[p.township_code] = p.township_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(POPULATION_FIELDS)
+        for code in sorted(names):
+            for sex in ("1", "2"):
+                for low, high in POPULATION_BANDS:
+                    writer.writerow([on.year, code, names[code], sex, low, high, counts.get((code, sex, low), 0)])
+                    rows += 1
+    return rows

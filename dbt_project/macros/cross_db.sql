@@ -22,6 +22,12 @@
       return null;
     exception when others then return null;
     end $fn$;
+    create or replace function ops.hutong_try_decimal(v text) returns numeric language plpgsql immutable as $fn$
+    begin
+      if v is null or btrim(v) = '' then return null; end if;
+      return btrim(v)::numeric;
+    exception when others then return null;
+    end $fn$;
   {%- else -%}
     select 1
   {%- endif -%}
@@ -79,4 +85,92 @@
         from {{ relation }}
     ) as versions
     where _version_rank = 1 and _op <> 'D'
+{%- endmacro %}
+
+{# The national code of a local value: the approved row of a value-map seed for the value's source system
+   (proposed rows wait for review and decode to NULL; cdr__unmapped_code lists them). #}
+{% macro decode(mapping, system_expr, value_expr) -%}
+    (select m.std_code from {{ ref(mapping) }} as m
+     where m.review_status = 'approved' and m.source_system = {{ system_expr }}
+       and m.local_code = nullif(trim(cast({{ value_expr }} as varchar)), ''))
+{%- endmacro %}
+
+{# The national name of a national code from a code-table seed. #}
+{% macro code_name(code_table, code_expr) -%}
+    (select c.name from {{ ref(code_table) }} as c where c.code = {{ code_expr }})
+{%- endmacro %}
+
+{# A trimmed text value, NULL when blank. #}
+{% macro clean(expr) -%}
+    nullif(trim(cast({{ expr }} as varchar)), '')
+{%- endmacro %}
+
+{# A decimal from text; NULL when it is not a number. #}
+{% macro try_decimal(expr) -%}
+  {{ return(adapter.dispatch('try_decimal', 'hutong')(expr)) }}
+{%- endmacro %}
+{% macro duckdb__try_decimal(expr) -%}
+  try_cast(nullif(trim(cast({{ expr }} as varchar)), '') as decimal(18, 4))
+{%- endmacro %}
+{% macro postgres__try_decimal(expr) -%}
+  ops.hutong_try_decimal(cast({{ expr }} as varchar))
+{%- endmacro %}
+
+{# The HIS encounter key (org|table:id, as stg_his__encounter) of a row that names its encounter by local id:
+   vendor_a keeps outpatient (MZ_GHXX) and inpatient (ZY_BAXX) in separate tables; vendor_b has one `visit`. #}
+{% macro his_encounter_key(org, system, encounter_id, inpatient_expr) -%}
+    case when {{ encounter_id }} is null then null
+         when {{ system }} = 'HIS-B' then {{ org }} || '|visit:' || {{ encounter_id }}
+         when {{ inpatient_expr }} then {{ org }} || '|ZY_BAXX:' || {{ encounter_id }}
+         else {{ org }} || '|MZ_GHXX:' || {{ encounter_id }} end
+{%- endmacro %}
+
+{# Incremental watermark filter: rows landed after the newest `_ingested_at` already in the model. #}
+{% macro after_watermark(column='_ingested_at') -%}
+    {%- if is_incremental() -%}
+    where {{ column }} > (select coalesce(max(wm._ingested_at), cast('1900-01-01' as timestamp)) from {{ this }} as wm)
+    {%- endif -%}
+{%- endmacro %}
+
+{# Post-hook of an incremental CDR model: drop rows whose raw key has a newer delete version (_op = 'D')
+   than the version the model holds. A key re-inserted after its delete carries a newer version and stays. #}
+{% macro drop_deleted(key_column, raw_relation) -%}
+    delete from {{ this }}
+    where {{ key_column }} in (
+        select d._org_code || '|' || d._source_key
+        from {{ raw_relation }} as d
+        where d._op = 'D'
+          and exists (
+            select 1 from {{ this }} as t
+            where t.{{ key_column }} = d._org_code || '|' || d._source_key
+              and (d._source_updated_at > t._source_updated_at
+                   or (d._source_updated_at = t._source_updated_at and d._ingested_at > t._ingested_at))
+          )
+    )
+{%- endmacro %}
+
+{# Post-hook of an incremental CDR model: re-point empi_id at the master patient index's current answer
+   (merges and unlinks after the row was built). #}
+{% macro refresh_empi(system_column, local_id_column) -%}
+    update {{ this }} as t set empi_id = x.empi_id
+    from {{ source('mpi', 'xref') }} as x
+    where x.org_code = t.org_code and x.source_system = t.{{ system_column }} and x.local_id = t.{{ local_id_column }}
+      and (t.empi_id is null or t.empi_id <> x.empi_id)
+{%- endmacro %}
+
+{# Local codes of one staging column that have no approved mapping (see cdr__unmapped_code). #}
+{% macro unmapped_codes(model, domain, mapping, source_column, code_column) -%}
+    select
+        s.org_code,
+        s.source_system,
+        '{{ domain }}' as domain,
+        '{{ mapping }}' as mapping_seed,
+        cast(s.{{ source_column }} as varchar) as local_code,
+        min(s._ingested_at) as first_seen_at,
+        max(s._ingested_at) as last_seen_at,
+        count(*) as row_count
+    from {{ ref(model) }} as s
+    where s.{{ source_column }} is not null and trim(cast(s.{{ source_column }} as varchar)) <> ''
+      and s.{{ code_column }} is null
+    group by s.org_code, s.source_system, cast(s.{{ source_column }} as varchar)
 {%- endmacro %}

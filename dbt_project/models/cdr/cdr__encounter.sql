@@ -1,15 +1,26 @@
--- CDR encounter (WS 445-2014 门(急)诊 / 住院 records): one row per visit or stay, linked to its
--- patient, with lineage back to raw.
+-- CDR encounter (WS 445-2014 门(急)诊 / 住院 records): one row per visit or stay, keyed to the EMPI id,
+-- codes and names side by side, lineage to raw. Incremental on the landing watermark; deletes and EMPI
+-- changes applied by the post-hooks.
+{{ config(
+    materialized='incremental',
+    unique_key='encounter_key',
+    incremental_strategy='delete+insert',
+    post_hook=[
+        "{{ drop_deleted('encounter_key', source('raw', 'his_encounter')) }}",
+        "{{ refresh_empi('source_system', 'local_patient_id') }}",
+    ],
+) }}
+
 select
     e.encounter_key,
     e.patient_key,
-    p.empi_id,
+    x.empi_id,
     e.org_code,
     e.source_system,
     e.local_encounter_id,
     e.local_patient_id,
     e.encounter_class_code,
-    cls.name as encounter_class_name,
+    {{ code_name('code__encounter_class', 'e.encounter_class_code') }} as encounter_class_name,
     e.encounter_type_source_value,
     e.start_time,
     e.start_time_source_value,
@@ -17,17 +28,29 @@ select
     e.end_time_source_value,
     e.dept_code,
     e.dept_name,
+    e.dept_std_code,
+    {{ code_name('code__department', 'e.dept_std_code') }} as dept_std_name,
     e.doctor_id,
     e.bed_no,
     e.admission_route_source_value,
+    e.admission_route_code,
+    {{ code_name('code__admission_route', 'e.admission_route_code') }} as admission_route_name,
     e.discharge_disposition_source_value,
+    e.discharge_disposition_code,
+    {{ code_name('code__discharge_disposition', 'e.discharge_disposition_code') }} as discharge_disposition_name,
     e.diagnosis_source_code,
     e.diagnosis_name,
+    e.diagnosis_icd10_code,
+    {{ code_name('code__icd10', 'e.diagnosis_icd10_code') }} as diagnosis_icd10_name,
     p.patient_key is not null as patient_found,
     e._source_key,
     e._record_hash,
     e._batch_id,
+    e._ingested_at,
+    e._source_updated_at,
     e._origin
 from {{ ref('stg_his__encounter') }} as e
-left join {{ ref('cdr__patient') }} as p on p.patient_key = e.patient_key
-left join {{ ref('code__encounter_class') }} as cls on cls.code = e.encounter_class_code
+left join {{ ref('stg_his__patient') }} as p on p.patient_key = e.patient_key
+left join {{ source('mpi', 'xref') }} as x
+    on x.org_code = e.org_code and x.source_system = e.source_system and x.local_id = e.local_patient_id
+{{ after_watermark('e._ingested_at') }}

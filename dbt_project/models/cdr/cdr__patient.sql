@@ -1,5 +1,5 @@
--- CDR patient (WS 445-2014 part 1 病历概要 demographics): one row per institution-local patient,
--- with the EMPI id when the master patient index has linked it, and lineage back to raw.
+-- CDR patient (WS 445-2014 part 1 病历概要 demographics): one row per institution-local HIS patient, with the
+-- EMPI id when the master patient index has linked it, national codes beside their names, lineage to raw.
 select
     p.patient_key,
     x.empi_id,
@@ -8,22 +8,31 @@ select
     p.local_patient_id,
     p.name,
     p.sex_code,
-    sex.name as sex_name,
+    {{ code_name('code__sex', 'p.sex_code') }} as sex_name,
     p.sex_source_value,
     p.birth_date,
     p.birth_date_source_value,
     p.id_type_source_value,
+    p.id_type_code,
+    {{ code_name('code__id_document_type', 'p.id_type_code') }} as id_type_name,
     p.id_no,
     p.phone,
     p.address,
     p.ethnicity_source_value,
+    p.ethnicity_code,
+    {{ code_name('code__ethnicity', 'p.ethnicity_code') }} as ethnicity_name,
     p.marital_status_source_value,
+    p.marital_status_code,
+    {{ code_name('code__marital_status', 'p.marital_status_code') }} as marital_status_name,
     p.insurance_type_source_value,
+    p.payment_method_code,
+    {{ code_name('code__payment_method', 'p.payment_method_code') }} as payment_method_name,
     p._source_key,
     p._record_hash,
     p._batch_id,
+    p._ingested_at,
+    p._source_updated_at,
     p._origin
 from {{ ref('stg_his__patient') }} as p
-left join {{ ref('code__sex') }} as sex on sex.code = p.sex_code
 left join {{ source('mpi', 'xref') }} as x
     on x.org_code = p.org_code and x.source_system = p.source_system and x.local_id = p.local_patient_id

@@ -1,5 +1,6 @@
--- Current version of every HIS patient row: latest by source update time, soft deletes removed,
--- sex decoded to GB/T 2261.1. One row per (institution, source system, local patient id).
+-- Current version of every HIS patient row: latest by source update time, soft deletes removed, local
+-- values decoded through the approved value maps (sex GB/T 2261.1, marital GB/T 2261.2, ethnicity GB 3304,
+-- identity document WS 364 CV02.01.101, payment 病案首页 医疗付费方式). One row per (institution, system, id).
 with current_rows as (
     {{ current_rows(source('raw', 'his_patient')) }}
 )
@@ -9,23 +10,26 @@ select
     r._org_code as org_code,
     r._source_system as source_system,
     r.patient_id as local_patient_id,
-    nullif(trim(r.name), '') as name,
+    {{ clean('r.name') }} as name,
     r.sex as sex_source_value,
-    sex.std_code as sex_code,
+    {{ decode('map_his__sex', 'r._source_system', 'r.sex') }} as sex_code,
     r.birth_date as birth_date_source_value,
     {{ try_date('r.birth_date') }} as birth_date,
-    nullif(trim(r.id_type), '') as id_type_source_value,
-    upper(nullif(trim(r.id_no), '')) as id_no,
-    nullif(trim(r.phone), '') as phone,
-    nullif(trim(r.address), '') as address,
-    nullif(trim(r.ethnicity), '') as ethnicity_source_value,
-    nullif(trim(r.marital_status), '') as marital_status_source_value,
-    nullif(trim(r.insurance_type), '') as insurance_type_source_value,
+    {{ clean('r.id_type') }} as id_type_source_value,
+    {{ decode('map_his__id_type', 'r._source_system', 'r.id_type') }} as id_type_code,
+    upper({{ clean('r.id_no') }}) as id_no,
+    {{ clean('r.phone') }} as phone,
+    {{ clean('r.address') }} as address,
+    {{ clean('r.ethnicity') }} as ethnicity_source_value,
+    {{ decode('map_his__ethnicity', 'r._source_system', 'r.ethnicity') }} as ethnicity_code,
+    {{ clean('r.marital_status') }} as marital_status_source_value,
+    {{ decode('map_his__marital', 'r._source_system', 'r.marital_status') }} as marital_status_code,
+    {{ clean('r.insurance_type') }} as insurance_type_source_value,
+    {{ decode('map_his__payment_method', 'r._source_system', 'r.insurance_type') }} as payment_method_code,
     r._source_key,
     r._record_hash,
     r._batch_id,
+    r._ingested_at,
     r._origin,
     r._source_updated_at
 from current_rows as r
-left join {{ ref('map_his__sex') }} as sex
-    on sex.source_system = r._source_system and sex.local_code = trim(r.sex)

@@ -1,0 +1,34 @@
+-- CDR imaging report (检查报告, WS 445-2014 part 4): one row per accession number, findings and impression,
+-- keyed to the EMPI id through the PACS identity and to the HIS encounter.
+select
+    r.imaging_report_key,
+    r.accession_number,
+    e.encounter_key,
+    e.patient_key,
+    x.empi_id,
+    r.org_code,
+    r.source_system,
+    r.local_patient_id,
+    r.local_encounter_id,
+    r.exam_code,
+    coalesce({{ code_name('code__imaging_exam', 'r.exam_code') }}, r.exam_name) as exam_name,
+    r.modality,
+    {{ code_name('code__modality', 'r.modality') }} as modality_name,
+    r.study_time,
+    r.findings,
+    r.impression,
+    r.abnormal_flag = '1' as abnormal,
+    r.reporting_doctor,
+    r.verifying_doctor,
+    r.report_time,
+    r._source_key,
+    r._record_hash,
+    r._batch_id,
+    r._ingested_at,
+    r._source_updated_at,
+    r._origin
+from {{ ref('stg_pacs__report') }} as r
+left join {{ ref('int_encounter_lookup') }} as e
+    on e.org_code = r.org_code and e.local_encounter_id = r.local_encounter_id
+left join {{ source('mpi', 'xref') }} as x
+    on x.org_code = r.org_code and x.source_system = r.source_system and x.local_id = r.local_patient_id

@@ -1,0 +1,38 @@
+-- CDR lab report (检验报告, WS 445-2014 part 4): one row per HL7 order (OBR) with the message's patient and
+-- visit, keyed to the EMPI id through the LIS identity (or the HIS identity the LIS named).
+select
+    o.lab_order_key as lab_report_key,
+    o.message_key,
+    m.encounter_key,
+    m.his_patient_key as patient_key,
+    coalesce(xl.empi_id, xh.empi_id) as empi_id,
+    o.org_code,
+    o.source_system,
+    m.local_patient_id,
+    m.patient_id_authority,
+    m.encounter_class_code,
+    {{ code_name('code__encounter_class', 'm.encounter_class_code') }} as encounter_class_name,
+    m.local_encounter_id,
+    m.dept_code,
+    o.placer_order_no,
+    o.filler_order_no,
+    o.panel_code,
+    coalesce({{ code_name('code__lab_panel', 'o.panel_code') }}, o.panel_name) as panel_name,
+    o.observation_time,
+    o.specimen_received_time,
+    o.report_time,
+    o.ordering_provider,
+    o.result_status,
+    {{ code_name('code__result_status', 'o.result_status') }} as result_status_name,
+    o._source_key,
+    o._record_hash,
+    o._batch_id,
+    o._ingested_at,
+    o._source_updated_at,
+    o._origin
+from {{ ref('stg_lis__order') }} as o
+left join {{ ref('stg_lis__message') }} as m on m.message_key = o.message_key
+left join {{ source('mpi', 'xref') }} as xl
+    on xl.org_code = m.org_code and xl.source_system = m.source_system and xl.local_id = m.local_patient_id
+left join {{ source('mpi', 'xref') }} as xh
+    on xh.org_code = m.org_code and xh.source_system = m.patient_id_authority and xh.local_id = m.local_patient_id

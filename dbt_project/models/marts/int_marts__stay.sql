@@ -1,0 +1,16 @@
+-- Inpatient stays (encounter class 3) with admission and discharge days. A stay is valid when it has an
+-- admission day and no discharge before it; invalid stays are left out of the bed-day indicators (the quality
+-- rules report them). 出院者占用床日数 (los_days) = discharge day − admission day, a same-day stay counting 1.
+select
+    e.encounter_key,
+    e.org_code,
+    cast(e.start_time as date) as admit_date,
+    cast(e.end_time as date) as discharge_date,
+    case
+        when e.end_time is null then null
+        else greatest({{ day_diff('e.start_time', 'e.end_time') }}, 1)
+    end as los_days,
+    e.start_time is not null and (e.end_time is null or cast(e.end_time as date) >= cast(e.start_time as date))
+        as is_valid
+from {{ ref('cdr__encounter') }} as e
+where e.encounter_class_code = '3'

@@ -1,0 +1,23 @@
+-- Current fee lines, local fee category decoded to the 病案首页 fee category.
+with current_rows as (
+    {{ current_rows(source('raw', 'his_fee')) }}
+)
+
+select
+    {{ key(['r._org_code', 'r._source_key']) }} as fee_key,
+    r._org_code as org_code,
+    r._source_system as source_system,
+    r.fee_id as local_fee_id,
+    {{ his_encounter_key('r._org_code', 'r._source_system', clean('r.encounter_id'), "trim(r.encounter_type) = 'ZY'") }}
+        as encounter_key,
+    {{ clean('r.fee_category') }} as fee_category_source_value,
+    {{ decode('map_his__fee', 'r._source_system', 'r.fee_category') }} as fee_category_code,
+    {{ try_decimal('r.amount') }} as amount,
+    {{ try_timestamp('r.charged_at') }} as charged_at,
+    r._source_key,
+    r._record_hash,
+    r._batch_id,
+    r._ingested_at,
+    r._origin,
+    r._source_updated_at
+from current_rows as r

@@ -1,0 +1,29 @@
+-- Current outpatient prescription lines (门(急)诊处方明细), both vendor schemas, drug decoded to ATC.
+with current_rows as (
+    {{ current_rows(source('raw', 'his_prescription')) }}
+)
+
+select
+    {{ key(['r._org_code', 'r._source_key']) }} as prescription_key,
+    r._org_code as org_code,
+    r._source_system as source_system,
+    r.prescription_id as local_prescription_id,
+    {{ his_encounter_key('r._org_code', 'r._source_system', clean('r.encounter_id'), 'false') }} as encounter_key,
+    {{ key(['r._org_code', 'r._source_system', 'r.patient_id']) }} as patient_key,
+    {{ clean('r.drug_code') }} as drug_source_code,
+    {{ clean('r.drug_name') }} as drug_name,
+    coalesce({{ decode('map_his__drug', 'r._source_system', 'r.drug_code') }}, {{ clean('r.atc_code') }}) as drug_atc_code,
+    {{ clean('r.spec') }} as drug_spec,
+    {{ try_decimal('r.quantity') }} as quantity,
+    {{ clean('r.unit') }} as unit,
+    {{ try_decimal('r.unit_price') }} as unit_price,
+    {{ try_decimal('r.amount') }} as amount,
+    {{ try_timestamp('r.prescribed_at') }} as prescribed_at,
+    {{ clean('r.doctor_id') }} as doctor_id,
+    r._source_key,
+    r._record_hash,
+    r._batch_id,
+    r._ingested_at,
+    r._origin,
+    r._source_updated_at
+from current_rows as r

@@ -1,0 +1,24 @@
+-- Current operations and procedures, ICD-9-CM-3 code checked against the approved map.
+with current_rows as (
+    {{ current_rows(source('raw', 'his_procedure')) }}
+)
+
+select
+    {{ key(['r._org_code', 'r._source_key']) }} as procedure_key,
+    r._org_code as org_code,
+    r._source_system as source_system,
+    r.procedure_id as local_procedure_id,
+    {{ his_encounter_key('r._org_code', 'r._source_system', clean('r.encounter_id'), 'true') }} as encounter_key,
+    {{ key(['r._org_code', 'r._source_system', 'r.patient_id']) }} as patient_key,
+    {{ clean('r.procedure_code') }} as procedure_source_code,
+    {{ clean('r.procedure_name') }} as procedure_name,
+    {{ decode('map_his__procedure', 'r._source_system', 'r.procedure_code') }} as procedure_icd9cm3_code,
+    {{ try_timestamp('r.performed_at') }} as performed_at,
+    {{ clean('r.surgeon_id') }} as surgeon_id,
+    r._source_key,
+    r._record_hash,
+    r._batch_id,
+    r._ingested_at,
+    r._origin,
+    r._source_updated_at
+from current_rows as r

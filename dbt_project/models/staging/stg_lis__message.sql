@@ -1,0 +1,36 @@
+-- Current HL7 v2 ORU^R01 messages (one per control id): patient and visit as the LIS sent them, sex decoded
+-- (HL7 0001 → GB/T 2261.1), patient class decoded to the encounter class, the HIS encounter key derived
+-- from PV1-19 and the patient id's assigning authority (the HIS system).
+with current_rows as (
+    {{ current_rows(source('raw', 'lis_message')) }}
+)
+
+select
+    {{ key(['r._org_code', 'r.control_id']) }} as message_key,
+    r._org_code as org_code,
+    r._source_system as source_system,
+    r.control_id,
+    {{ try_timestamp('r.message_time') }} as message_time,
+    {{ clean('r.patient_id') }} as local_patient_id,
+    {{ clean('r.patient_id_authority') }} as patient_id_authority,
+    case when {{ clean('r.patient_id_authority') }} is not null
+         then {{ key(['r._org_code', clean('r.patient_id_authority'), clean('r.patient_id')]) }} end as his_patient_key,
+    {{ clean('r.family_name') }} || coalesce({{ clean('r.given_name') }}, '') as patient_name,
+    {{ clean('r.sex') }} as sex_source_value,
+    {{ decode('map_lis__sex', 'r._source_system', 'r.sex') }} as sex_code,
+    {{ try_date('r.birth_date') }} as birth_date,
+    upper({{ clean('r.id_card_no') }}) as id_no,
+    {{ clean('r.patient_class') }} as patient_class_source_value,
+    {{ decode('map_lis__encounter_class', 'r._source_system', 'r.patient_class') }} as encounter_class_code,
+    {{ clean('r.department') }} as dept_code,
+    {{ clean('r.attending_doctor') }} as doctor_id,
+    {{ clean('r.visit_number') }} as local_encounter_id,
+    {{ his_encounter_key('r._org_code', clean('r.patient_id_authority'), clean('r.visit_number'),
+                         "trim(r.patient_class) = 'I'") }} as encounter_key,
+    r._source_key,
+    r._record_hash,
+    r._batch_id,
+    r._ingested_at,
+    r._origin,
+    r._source_updated_at
+from current_rows as r
