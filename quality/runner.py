@@ -1,4 +1,4 @@
-"""Execute catalog rules inside the warehouse and record results per institution and day."""
+"""Execute catalog rules inside the warehouse (one scan per data set) and record results per institution and day."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from datetime import date, datetime
 
 import polars as pl
 
-from quality.catalog import Rule, load_catalog
-from quality.check_types import failure_condition
+from quality.catalog import Rule, datasets_of, load_catalog
+from quality.check_types import failure_sql
+from quality.relation import relation_sql, table_columns
 from warehouse import Warehouse, ensure_core
+
+TEMP = "q_relation"
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,7 @@ class RuleOutcome:
     org_code: str
     evaluated: int
     failed: int
+    status: str = "evaluated"
 
 
 def run_id_for(day: date) -> str:
@@ -25,10 +29,37 @@ def run_id_for(day: date) -> str:
     return f"q{day.isoformat()}"
 
 
+def _evaluate_dataset(
+    wh: Warehouse, rules: list[Rule], run_id: str, day: date
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """Materialise the data set's relation once, count per institution and rule, list failing records."""
+    ds = rules[0].dataset
+    columns = table_columns(wh, ds.table)
+    sql, compiled = relation_sql(ds, rules, columns, wh.dialect)
+    wh.execute(f"DROP TABLE IF EXISTS {TEMP}")
+    wh.execute(f"CREATE TEMP TABLE {TEMP} AS {sql}")
+    fails = {r.id: failure_sql(compiled[r.id], wh.dialect) for r in rules}
+    sums = ", ".join(f"sum(CASE WHEN {f} THEN 1 ELSE 0 END)" for f in fails.values())
+    counts: dict[tuple[str, str], tuple[int, int]] = {}
+    for row in wh.query(f"SELECT _q_org, count(*), {sums} FROM {TEMP} GROUP BY _q_org"):
+        for rule, failed in zip(rules, row[2:], strict=True):
+            counts[(str(row[0]), rule.id)] = (int(row[1]), int(failed or 0))
+    for rule in rules:
+        wh.execute(
+            "INSERT INTO quality.problem_record (run_id, day, org_code, dataset, rule_id, record_key, raw_origin, "
+            "batch_id, detail) SELECT DISTINCT ?, ?, _q_org, ?, ?, _q_key, _q_origin, _q_batch, ? "
+            f"FROM {TEMP} WHERE {fails[rule.id]}",
+            [run_id, day, ds.name, rule.id, rule.description],
+        )
+    wh.execute(f"DROP TABLE IF EXISTS {TEMP}")
+    return counts
+
+
 def run_rules(
     wh: Warehouse, org_codes: list[str], day: date, rules: tuple[Rule, ...] | None = None
 ) -> list[RuleOutcome]:
-    """Evaluate every rule for every institution; institutions without data get an explicit 0/0 result."""
+    """Evaluate every rule for every institution; institutions without data get an explicit 0/0 result, and a
+    data set whose table does not exist (yet) gets `not_evaluated` (no finding)."""
     ensure_core(wh)
     rules = rules or load_catalog()
     run_id = run_id_for(day)
@@ -37,27 +68,14 @@ def run_rules(
     with wh.transaction():
         wh.execute("DELETE FROM quality.check_result WHERE run_id = ?", [run_id])
         wh.execute("DELETE FROM quality.problem_record WHERE run_id = ?", [run_id])
-        for rule in rules:
-            ds = rule.dataset
-            if not wh.table_exists(ds.name):
-                raise RuntimeError(f"rule {rule.id}: dataset {ds.name} does not exist; run `hutong transform` first")
-            failing = failure_condition(rule, wh.dialect)
-            counts = {
-                org: (int(n), int(f or 0))
-                for org, n, f in wh.query(
-                    f"SELECT {ds.org_column}, count(*), sum(CASE WHEN {failing} THEN 1 ELSE 0 END) "
-                    f"FROM {ds.name} GROUP BY {ds.org_column}"
-                )
-            }
-            for org in org_codes:
-                evaluated, failed = counts.get(org, (0, 0))
-                outcomes.append(RuleOutcome(rule.id, org, evaluated, failed))
-            wh.execute(
-                "INSERT INTO quality.problem_record (run_id, day, org_code, dataset, rule_id, record_key, raw_origin, "
-                f"batch_id, detail) SELECT ?, ?, {ds.org_column}, ?, ?, {ds.key}, _origin, _batch_id, ? "
-                f"FROM {ds.name} WHERE {failing}",
-                [run_id, day, ds.name, rule.id, rule.description],
-            )
+        for group in datasets_of(rules).values():
+            present = wh.table_exists(group[0].dataset.table)
+            counts = _evaluate_dataset(wh, group, run_id, day) if present else {}
+            status = "evaluated" if present else "not_evaluated"
+            for rule in group:
+                for org in org_codes:
+                    evaluated, failed = counts.get((org, rule.id), (0, 0))
+                    outcomes.append(RuleOutcome(rule.id, org, evaluated, failed, status))
         by_id = {r.id: r for r in rules}
         frame = pl.DataFrame(
             {
@@ -72,7 +90,11 @@ def run_rules(
                 "evaluated": pl.Series([o.evaluated for o in outcomes], dtype=pl.Int64),
                 "failed": pl.Series([o.failed for o in outcomes], dtype=pl.Int64),
                 "checked_at": pl.Series([checked_at] * len(outcomes), dtype=pl.Datetime("us")),
+                "label": [by_id[o.rule_id].label for o in outcomes],
+                "status": [o.status for o in outcomes],
+                "standard": [by_id[o.rule_id].standard for o in outcomes],
             }
         )
-        wh.load("quality.check_result", frame)
+        if len(frame):
+            wh.load("quality.check_result", frame)
     return outcomes

@@ -232,8 +232,9 @@ def generate_institution(
             return datetime.combine(at.date() + timedelta(days=1), datetime.min.time()) + timedelta(
                 hours=rng.randint(1, 20)
             )
-        if rng.random() < care["updated_later"]:
-            return min(at + timedelta(days=rng.randint(1, 20)), datetime.combine(end, datetime.max.time()))
+        if rng.random() < care["updated_later"] and (end - at.date()).days >= 2:
+            # a later edit lands two or more days on (never in the next day's window, which is late delivery)
+            return at + timedelta(days=rng.randint(2, min(20, (end - at.date()).days)))
         return at + timedelta(minutes=rng.randint(1, 90))
 
     op_per_day = plan.outpatient_expected / plan.window_days

@@ -84,15 +84,15 @@ def test_gate_lists_exclusions_and_releases_them_when_they_pass(county):
             "WHERE c.severity = 'error' AND q.dataset = 'cdr.cdr__encounter'"
         )
         # the catalog changes: ENC-START-TIME is no longer an error rule → those encounters pass the gate now
-        rules = tuple(r for r in load_catalog() if r.id != "ENC-START-TIME")
+        rules = tuple(r for r in load_catalog() if r.id != "CDR-ENC-START-TIME")
         run_rules(wh, county.orgs, QUALITY_DAY, rules=rules)
         second = [run_feed(wh, f, target, org, PERIOD, county.data_dir) for org in county.orgs]
-        after = wh.query_dicts("SELECT * FROM feeds.exclusion WHERE reason_code = 'ENC-START-TIME'")
+        after = wh.query_dicts("SELECT * FROM feeds.exclusion WHERE reason_code = 'CDR-ENC-START-TIME'")
         sent_items = {r[0] for r in wh.query("SELECT record_key FROM feeds.delivery_item")}
     assert {(x["record_key"], x["reason_code"]) for x in listed} >= set(problems)
     assert all(x["reason"].startswith(x["reason_code"]) and x["_origin"] for x in listed)
     assert sum(r.excluded for r in first) == len({x["record_key"] for x in listed})
-    released = {k for k, rule in problems if rule == "ENC-START-TIME"}
+    released = {k for k, rule in problems if rule == "CDR-ENC-START-TIME"}
     assert released and all(x["resolved_at"] is not None for x in after)
     assert released <= sent_items and sum(r.sent for r in second) == len(released)
 

@@ -1,0 +1,54 @@
+"""A data set's relation: the SQL the rules (and GE) read — current versions of a raw table, blank text as NULL,
+plus every rule's derived columns."""
+
+from __future__ import annotations
+
+from quality.catalog import Dataset, Rule
+from quality.check_types import Compiled, compile_rule
+from warehouse import Warehouse
+
+
+def table_columns(wh: Warehouse, table: str) -> list[tuple[str, str]]:
+    """(name, data type) of a table's columns in order; empty when the table does not exist."""
+    schema, name = table.split(".", 1)
+    return [
+        (str(c), str(t))
+        for c, t in wh.query(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+            "ORDER BY ordinal_position",
+            [schema, name],
+        )
+    ]
+
+
+def base_sql(ds: Dataset, columns: list[tuple[str, str]]) -> str:
+    """Current rows of the data set: for raw, the latest version per (institution, source key), deletions dropped."""
+    wanted = set(ds.columns) | {ds.key, ds.org_column, ds.origin, ds.batch} if ds.columns else None
+    select = []
+    for name, dtype in columns:
+        if wanted is not None and name not in wanted and not name.startswith("_"):
+            continue
+        text = dtype.lower() in ("varchar", "text", "character varying")
+        select.append(f"NULLIF(trim({name}), '') AS {name}" if text and not name.startswith("_") else name)
+    where = f" AND ({ds.where})" if ds.where else ""
+    if ds.kind == "raw":
+        return (
+            f"SELECT {', '.join(select)} FROM (SELECT t.*, row_number() OVER (PARTITION BY {ds.org_column}, {ds.key} "
+            f"ORDER BY _ingested_at DESC, _batch_id DESC) AS _rn FROM {ds.table} t) v "
+            f"WHERE _rn = 1 AND _op <> 'D'{where}"
+        )
+    return f"SELECT {', '.join(select)} FROM {ds.table} t WHERE 1 = 1{where}"
+
+
+def relation_sql(
+    ds: Dataset, rules: list[Rule], columns: list[tuple[str, str]], dialect: str
+) -> tuple[str, dict[str, Compiled]]:
+    """The data set's relation with the derived columns of `rules`, and each rule's compiled form."""
+    compiled = {r.id: compile_rule(r, dialect) for r in rules}
+    derived = {name: expr for c in compiled.values() for name, expr in c.derived.items()}
+    extra = "".join(f", {expr} AS {name}" for name, expr in derived.items())
+    lineage = (
+        f", CAST({ds.org_column} AS VARCHAR) AS _q_org, CAST({ds.key} AS VARCHAR) AS _q_key, "
+        f"CAST({ds.origin} AS VARCHAR) AS _q_origin, CAST({ds.batch} AS VARCHAR) AS _q_batch"
+    )
+    return f"SELECT b.*{lineage}{extra} FROM ({base_sql(ds, columns)}) b", compiled
