@@ -153,14 +153,15 @@ class _Run:
                    max(q.rule_id || ': ' || coalesce(q.detail, '')) AS reason
             FROM feed_cand c JOIN quality.problem_record q ON q.record_key = c.g{i} AND q.dataset = '{dataset}'
             JOIN quality.check_result r ON r.run_id = q.run_id AND r.rule_id = q.rule_id AND r.org_code = q.org_code
-            WHERE q.run_id = ? AND r.severity IN ({severities}) GROUP BY c.record_key, q.rule_id"""
+            WHERE q.run_id = ? AND q.org_code = ? AND r.severity IN ({severities})
+            GROUP BY c.record_key, q.rule_id"""
             for i, dataset in enumerate(feed.gate_datasets)
         ]
         wh.execute(
             "INSERT INTO feed_excl SELECT record_key, reason_code, max(reason) FROM ("
             + " UNION ALL ".join(parts)
             + ") x GROUP BY record_key, reason_code",
-            [run_id] * len(parts),
+            [run_id, self.org] * len(parts),  # raw data sets key by source key: unique per institution only
         )
         wh.execute("UPDATE feed_cand SET excluded = true WHERE record_key IN (SELECT record_key FROM feed_excl)")
 
