@@ -78,3 +78,17 @@ def test_person_registration_uses_golden_records_and_its_identifier_contract(cou
     assert len({(x["org_code"], x["person_key"]) for x in lines}) == len(lines)
     assert not {x["phone"] for x in lines} & phones  # phones masked
     assert {x["id_no"] for x in lines if not x["golden"]} - {None} <= ids  # 身份证号 in clear: the index matches on it
+
+
+def test_facility_registration_from_the_institution_registry(county):
+    f = feed("facility_registration")
+    with Warehouse(county.url) as wh:
+        runs = [run_feed(wh, f, _box(county), org, PERIOD, county.data_dir) for org in county.orgs]
+        again = [run_feed(wh, f, _box(county), org, PERIOD, county.data_dir) for org in county.orgs]
+        rows = [r for p in _files(wh, f.name) for r in csv.DictReader(io.StringIO(p.read_text(encoding="utf-8-sig")))]
+    expected = {i.org_code: i for i in county.config.institutions}
+    assert sorted(r["org_code"] for r in rows) == sorted(expected)  # each institution registers itself, once
+    for r in rows:
+        inst = expected[r["org_code"]]
+        assert (r["name"], r["type"], r["grade"], int(r["beds"])) == (inst.name, inst.type, inst.grade, inst.beds)
+    assert sum(r.sent for r in runs) == len(rows) and all(r.sent == 0 for r in again)  # unchanged: not re-sent
