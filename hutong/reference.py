@@ -27,6 +27,7 @@ class ReferenceResult:
     population_rows: int
     population_total: int
     population_file: Path | None
+    warning: str = ""  # set when the population file is missing: the population-based indicators stay NULL
 
 
 def population_path(config: PlatformConfig) -> Path | None:
@@ -98,12 +99,19 @@ def ensure_public_health_raw(wh: Warehouse) -> None:
 
 
 def write_reference(wh: Warehouse, config: PlatformConfig) -> ReferenceResult:
-    """Replace ops.institution and ops.population from the config and the population file (one transaction)."""
+    """Replace ops.institution and ops.population from the config and the population file (one transaction).
+    Without a population file ops.population is left empty and the result carries a warning."""
     ensure_core(wh)
     ensure_public_health_raw(wh)
     now = datetime.now(UTC).replace(tzinfo=None)
     path = population_path(config)
-    rows = read_population(path) if path is not None else []
+    warning = ""
+    if path is None or not path.is_file():  # a missing table must not stop the rest of the platform
+        where = path or "county.population_file not set"
+        warning = f"no population table ({where}): 建档率 and 老年人健康管理率 stay NULL"
+        rows = []
+    else:
+        rows = read_population(path)  # a malformed table is an error: it would give wrong denominators
     institutions = institution_frame(config, now)
     population = population_frame(rows, str(path or ""), now)
     with wh.transaction():
@@ -112,4 +120,5 @@ def write_reference(wh: Warehouse, config: PlatformConfig) -> ReferenceResult:
         wh.execute("DELETE FROM ops.population")
         if population.height:
             wh.load("ops.population", population)
-    return ReferenceResult(institutions.height, population.height, int(population["population"].sum() or 0), path)
+    total = int(population["population"].sum() or 0)
+    return ReferenceResult(institutions.height, population.height, total, path if rows else None, warning)

@@ -60,12 +60,16 @@ def test_a_bad_population_file_is_refused_with_its_line(tmp_path, row, message):
         read_population(path)
 
 
-def test_population_file_defaults_to_the_data_dir_and_must_exist(tmp_path):
+def test_population_file_defaults_to_the_data_dir_and_a_missing_one_only_warns(tmp_path):
     config = write_config(tmp_path, f"duckdb:///{tmp_path / 'w.duckdb'}")
     path = population_path(config)
     assert path == config.data_dir / "sources" / "statistics" / "population.csv"
     with pytest.raises(ConfigError, match="not found"):
         read_population(path)
+    with Warehouse(config.warehouse_url) as wh:
+        result = write_reference(wh, config)
+        assert wh.count("ops.population") == 0 and wh.count("ops.institution") == 3
+    assert result.population_file is None and "no population table" in result.warning
 
 
 def test_synthetic_population_table_counts_every_resident(tmp_path):
@@ -79,3 +83,31 @@ def test_synthetic_population_table_counts_every_resident(tmp_path):
     assert sum(r[6] for r in table) == 500
     old = sum(1 for p in people if (end - p.birth_date).days // 365 >= 65)
     assert sum(r[6] for r in table if r[4] >= 65) == old
+
+
+def test_marts_are_downstream_of_the_reference_asset(tmp_path):
+    from dagster import AssetKey
+
+    from pipelines.definitions import build_definitions
+
+    config = write_config(tmp_path, f"duckdb:///{tmp_path / 'wh.duckdb'}")
+    graph = build_definitions(config).resolve_asset_graph()
+    parents = {k.to_user_string() for k in graph.get(AssetKey(["marts", "marts__public_health_coverage"])).parent_keys}
+    assert {"ops/institution", "ops/population", "health_record/hr__enrolment"} <= parents
+    assert graph.get(AssetKey(["ops", "population"])).is_materializable  # written by the reference_tables asset
+
+
+def test_reference_asset_materialises_the_tables(tmp_path):
+    from dagster import materialize
+
+    from pipelines.definitions import HutongConfig
+    from pipelines.reference import reference_asset
+
+    pop = _population_file(tmp_path / "pop.csv", [[2026, "410182100", "乔楼镇", "2", 65, 69, 80]])
+    base = load_config(DEFAULT_CONFIG).county
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    config = write_config(tmp_path, url, overrides={"county": {**base, "population_file": str(pop)}})
+    result = materialize([reference_asset()], resources={"hutong": HutongConfig(config_path=str(config.path))})
+    assert result.success
+    with Warehouse(url) as wh:
+        assert (wh.count("ops.institution"), wh.scalar("SELECT sum(population) FROM ops.population")) == (3, 80)

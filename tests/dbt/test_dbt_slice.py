@@ -19,7 +19,9 @@ def test_cdr_patient_and_encounter(tmp_path, warehouse_url):
         ingest_institution(wh, "ORG-B", src_b, "vendor_b")
         execute(src_a, "UPDATE GY_BRXX SET BRXM = '张伟伟', GXSJ = '2026-11-01 00:00:00' WHERE BRID = 'A0001'")
         ingest_institution(wh, "ORG-A", src_a, "vendor_a")
-    run_dbt(["build"], warehouse_url, target_path=tmp_path / "dbt_target")
+    run_dbt(
+        ["build", "--select", "+cdr__patient", "+cdr__encounter"], warehouse_url, target_path=tmp_path / "dbt_target"
+    )
     with Warehouse(warehouse_url) as wh:
         patients = {r["patient_key"]: r for r in wh.query_dicts("SELECT * FROM cdr.cdr__patient")}
         encounters = {r["encounter_key"]: r for r in wh.query_dicts("SELECT * FROM cdr.cdr__encounter")}

@@ -31,7 +31,8 @@ def test_one_record_per_empi_id_with_services_and_encounters(tmp_path, warehouse
         # one health record the MPI has not linked yet: it must stay visible without an EMPI id
         unlinked = wh.query("SELECT _org_code, record_no FROM raw.ph_health_record ORDER BY record_no LIMIT 1")[0]
         wh.execute("DELETE FROM mpi.xref WHERE org_code = ? AND source_system = 'PH' AND local_id = ?", list(unlinked))
-    run_dbt(["build", "--select", "+health_record"], warehouse_url, target_path=tmp_path / "dbt_target")
+    build = ["build", "--select", "+health_record", "--indirect-selection", "cautious"]
+    run_dbt(build, warehouse_url, target_path=tmp_path / "dbt_target")
     owner = _owner(truth)
     with Warehouse(warehouse_url) as wh:
         people = {r["empi_id"]: r for r in wh.query_dicts("SELECT * FROM health_record.hr__person")}

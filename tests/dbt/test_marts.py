@@ -29,6 +29,8 @@ SHORTS = ("RMYY", "FYBJY", "QLWSY")  # vendor_a hospital, vendor_b hospital, tow
 MARTS = ("marts__hospital_efficiency", "marts__workload", "marts__patient_burden", "marts__fee_structure",
          "marts__top_diseases", "marts__public_health_coverage", "marts__indicator_value")  # fmt: skip
 YEAR = 2026
+# the marts, the health record and everything upstream; tests only where every parent is built
+SELECT = ["build", "--select", "+marts", "+health_record", "--indirect-selection", "cautious"]
 
 
 class County:
@@ -65,7 +67,7 @@ class County:
             stages.reference_tables(config)
             with Warehouse(url) as wh:
                 fill_xref_from_truth(wh, config.data_dir / "truth")
-            run_dbt(["build", "--select", "+marts", "+health_record"], url, target_path=self.root / kind / "dbt_target")
+            run_dbt(SELECT, url, target_path=self.root / kind / "dbt_target")
         return self.urls[kind]
 
 
@@ -104,7 +106,7 @@ def _indicators(url: str, period: str, ids: set[str]) -> dict[tuple[str, str], f
     with Warehouse(url) as wh:
         rows = wh.query(
             "SELECT indicator_id, org_code, value FROM marts.marts__indicator_value "
-            "WHERE period_type = 'year' AND period = ?",
+            "WHERE period_type = 'year' AND period = ? AND level = 'institution'",
             [period],
         )
     return {(i, o): (None if v is None else float(v)) for i, o, v in rows if i in ids}
@@ -151,4 +153,14 @@ def test_indicator_catalogue_covers_every_indicator_value(county: County) -> Non
             "GROUP BY org_code, period"
         )
     assert used == catalogue
+    # type and county rows sum the institutions' numerators and denominators, then take the ratio
+    with Warehouse(county.url("duckdb")) as wh:
+        rows = wh.query_dicts("SELECT * FROM marts.marts__indicator_value WHERE period_type = 'year'")
+    institutions = [r for r in rows if r["level"] == "institution"]
+    for row in (r for r in rows if r["level"] != "institution"):
+        members = [r for r in institutions if (r["indicator_id"], r["period"]) == (row["indicator_id"], row["period"])
+                   and (row["level"] == "county" or r["org_type"] == row["org_type"])]  # fmt: skip
+        assert members and float(row["numerator"]) == pytest.approx(sum(float(m["numerator"]) for m in members))
+    county_visits = [r for r in rows if r["level"] == "county" and r["indicator_id"] == "wl_visits"]
+    assert county_visits and all(float(r["value"]) == float(r["numerator"]) > 0 for r in county_visits)
     assert all(n <= 10 and rank == n for n, rank in top)

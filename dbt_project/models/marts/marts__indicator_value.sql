@@ -1,5 +1,7 @@
 -- Every indicator of seeds/indicators/indicator.csv in long form — one row per (indicator, period type, period,
--- institution) with its value, numerator and denominator: what notebooks and feeds read. value =
+-- level, institution / institution type) with its value, numerator and denominator: what notebooks and feeds
+-- read. level = institution (org_code set), org_type (all institutions of a type) or county (all institutions);
+-- aggregates sum numerators and denominators (every indicator here is a ratio of additive counts). value =
 -- numerator × multiplier / denominator (rounded to 4 decimals; NULL when the denominator is 0); counts have no
 -- denominator and value = numerator.
 {% set hospital = [
@@ -48,8 +50,35 @@ with long_form as (
     {%- endif %}
 {%- endfor %}
 {%- endfor %}
+),
+
+aggregated as (
+    select indicator_id, period_type, period, 'org_type' as level, cast(null as varchar) as org_code, org_type,
+        sum(numerator) as numerator, sum(denominator) as denominator
+    from long_form
+    group by indicator_id, period_type, period, org_type
+    union all
+    select indicator_id, period_type, period, 'county', cast(null as varchar), cast(null as varchar),
+        sum(numerator), sum(denominator)
+    from long_form
+    group by indicator_id, period_type, period
+),
+
+all_levels as (
+    select indicator_id, period_type, period, 'institution' as level, org_code, org_type, org_grade, value,
+        numerator, denominator
+    from long_form
+    union all
+    select a.indicator_id, a.period_type, a.period, a.level, a.org_code, a.org_type, cast(null as varchar),
+        case
+            when a.denominator is null then a.numerator
+            else {{ ratio('a.numerator', 'a.denominator', 'i.multiplier') }}
+        end,
+        a.numerator, a.denominator
+    from aggregated as a
+    inner join {{ ref('indicator') }} as i on i.indicator_id = a.indicator_id
 )
 
 select l.*, i.name_zh as indicator_name, i.unit
-from long_form as l
+from all_levels as l
 inner join {{ ref('indicator') }} as i on i.indicator_id = l.indicator_id
