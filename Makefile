@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test serve bench lint clean-data help
+.PHONY: demo test serve bench lint clean-data help chromium
 
 help:
 	@echo "make demo   - set up .venv, generate the synthetic county, run the whole platform on DuckDB"
@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/hutong demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
@@ -44,3 +44,7 @@ lint: $(STAMP)
 
 clean-data:
 	rm -rf data
+
+# Headless Chromium renders the quality reports in tests (screenshots); installed from apt when missing.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)

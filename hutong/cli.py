@@ -177,12 +177,18 @@ def transform(obj: Context, select: str | None) -> None:
 
 @cli.command()
 @click.option("--day", default=None, help="Quality run day (YYYY-MM-DD, default today).")
+@click.option("--since", default=None, help="First day of a range of daily runs ending at --day.")
+@click.option("--org", "orgs", multiple=True, help="Institution (org code or short name); repeatable. Default: all.")
+@click.option("--period", type=click.Choice(["day", "week", "month", "quarter", "year"]), default=None,
+              help="Also print the total scores of the period containing --day.")
+@click.option("--suites", is_flag=True, help="Only regenerate the Great Expectations suites (quality/suites/).")
 @click.pass_obj
-def quality(obj: Context, day: str | None) -> None:
-    """Run the quality rule catalog per institution and write the report."""
-    outcomes, report = stages.check_quality(obj.config, _day(day, obj.config))
-    evaluated, failed = sum(o.evaluated for o in outcomes), sum(o.failed for o in outcomes)
-    _done(f"{len(outcomes)} rule results, {failed} failing of {evaluated} evaluated; report: {report}")
+def quality(obj: Context, day: str | None, since: str | None, orgs: tuple[str, ...], period: str | None,
+            suites: bool) -> None:  # fmt: skip
+    """Run the quality rules per institution, score them (T+1) and write the reports."""
+    from quality.cli import run_quality_command
+
+    run_quality_command(obj.config, _day(day, obj.config), since, list(orgs), period, suites, _done)
 
 
 @cli.command()

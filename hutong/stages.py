@@ -126,18 +126,12 @@ def transform(config: PlatformConfig, *, select: str | None = None, progress: Pr
     return run_dbt(args, config.warehouse_url, progress=progress)
 
 
-def check_quality(config: PlatformConfig, day: date) -> tuple[list[Any], Path]:
-    """Run the rule catalog for every institution and write the HTML report; returns outcomes and report path."""
-    from quality.report import render_report
-    from quality.runner import run_rules
+def check_quality(config: PlatformConfig, day: date, orgs: list[str] | None = None) -> tuple[list[Any], Path]:
+    """Run the rule catalog for the institutions, score the day and write the reports (quality/stage.py)."""
+    from quality.stage import run_day
 
-    orgs = [i.org_code for i in config.institutions]
-    with warehouse(config) as wh:
-        outcomes = run_rules(wh, orgs, day)
-        path = render_report(
-            wh, [(i.org_code, i.name) for i in config.institutions], day, reports_dir(config), config.name
-        )
-    return outcomes, path
+    result = run_day(config, day, orgs)
+    return result.outcomes, result.report
 
 
 def export(

@@ -55,6 +55,7 @@ from pipelines.feeds import (
     late_institution_sensor,
 )
 from pipelines.manifest import ensure_manifest
+from pipelines.quality import SCORE_KEY, quality_definitions_parts, quality_score_job
 from pipelines.reference import reference_asset
 
 CDR_KEYS = [AssetKey(["cdr", "cdr__patient"]), AssetKey(["cdr", "cdr__encounter"])]
@@ -158,25 +159,27 @@ def build_definitions(config: PlatformConfig) -> Definitions:
     assets.extend(feed_assets(parts, [QUALITY_KEY, ACCESS_KEY]))
 
     raw_keys = [AssetKey(["raw", t]) for k in kinds for t in raw_tables(k)]
+    assets.extend(quality_definitions_parts(config, raw_keys, [QUALITY_KEY]))  # checks on raw, daily quality/score
     raw_selection = AssetSelection.assets(*raw_keys)
     ingest_job = define_asset_job(INGEST_JOB, selection=raw_selection,
                                   description="Land one institution's sources in raw, as of one day.")  # fmt: skip
     feeds = AssetSelection.groups("feeds")
+    daily_score = AssetSelection.assets(SCORE_KEY)  # partitioned by day only: its own job (quality_score_daily)
     transform_job = define_asset_job(
         TRANSFORM_JOB,
-        selection=AssetSelection.all() - raw_selection - AssetSelection.groups("sources") - feeds,
+        selection=AssetSelection.all() - raw_selection - AssetSelection.groups("sources") - feeds - daily_score,
         description="dbt (staging, cdr, ...), quality rules and report, analyst access.",
     )
     feeds_job = define_asset_job(FEEDS_JOB, selection=feeds, partitions_def=parts,
                                  description="Export feeds of one institution for one day.")  # fmt: skip
     daily_job = define_asset_job(
         DAILY_JOB,
-        selection=AssetSelection.all() - AssetSelection.groups("sources"),
+        selection=AssetSelection.all() - AssetSelection.groups("sources") - daily_score,
         partitions_def=parts,
         op_retry_policy=RetryPolicy(max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL),
         description="End to end for one institution and day: ingest, dbt, quality, access, feeds.",
     )
-    jobs = [ingest_job, transform_job, feeds_job, daily_job]
+    jobs = [ingest_job, transform_job, feeds_job, daily_job, quality_score_job(config)]
     if config.synthetic:
         jobs.append(define_asset_job(SYNTH_JOB, selection=AssetSelection.groups("sources"),
                                      description="Generate the synthetic county's sources."))  # fmt: skip

@@ -115,7 +115,7 @@ def run_demo(config: PlatformConfig, progress: Callable[[str], None] | None = No
         f"Hutong demo finished (Dagster run {result.run_id}).",
         f"  warehouse      {target.display}  ({raw_rows} raw rows, {patients} cdr patients, "
         f"{encounters} cdr encounters, {quarantined} quarantined)",
-        f"  quality report {stages.reports_dir(config) / f'quality_{day.isoformat()}.html'}",
+        f"  quality report {stages.reports_dir(config) / 'quality' / day.isoformat() / 'region.html'}",
         f"  export files   {stages.exports_dir(config) / 'encounter_csv' / day.isoformat()}  ({exported} records)",
         f"  feeds outbox   {config.data_dir / 'outbox'}  (per target: province-fhir, document-registry, "
         "city-platform; FHIR ndjson, CDA zip sets, registration CSV/JSONL)",

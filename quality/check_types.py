@@ -158,7 +158,7 @@ def numeric_range(rule: Rule, dialect: str) -> Compiled:
 
 
 def ref_range(rule: Rule, dialect: str) -> Compiled:
-    """A numeric result is ≥ 0 and ≤ factor × the upper reference limit sent with it (physiologically possible)."""
+    """A numeric result is ≥ 0 and ≤ max(factor × the upper reference limit sent with it, floor): possible at all."""
     column, ref = col(rule), col(rule, "ref_column")
     factor = float(rule.params.get("factor", 10))
     num = r"^-?[0-9]+(\.[0-9]+)?$"
@@ -166,7 +166,8 @@ def ref_range(rule: Rule, dialect: str) -> Compiled:
     positive = r"^[0-9]+(\.[0-9]+)?$"
     applies = f"{regex(column, num, dialect)} AND {regex(high, positive, dialect)}"
     value = f"CAST({column} AS DOUBLE PRECISION)"
-    ok = f"{value} >= 0 AND {value} <= {factor} * CAST({high} AS DOUBLE PRECISION)"
+    floor = float(rule.params.get("floor", 0))  # results up to this are possible whatever the reference range
+    ok = f"{value} >= 0 AND {value} <= greatest({factor} * CAST({high} AS DOUBLE PRECISION), {floor})"
     return flagged(rule, flag(ok, applies))
 
 
@@ -217,7 +218,8 @@ def timeliness(rule: Rule, dialect: str) -> Compiled:
         f"{updated} >= {start} + INTERVAL '{cutoff} minutes' "
         f"AND {updated} < {start} + INTERVAL '{cutoff + 1440} minutes'"
     )
-    return flagged(rule, flag(f"NOT ({late})", f"{day} IS NOT NULL AND {updated} IS NOT NULL"))
+    # without a service time a record cannot be shown to be on time: it fails (its missing time is a defect too)
+    return flagged(rule, flag(f"{day} IS NOT NULL AND NOT ({late})", f"{updated} IS NOT NULL"))
 
 
 def file_timeliness(rule: Rule, dialect: str) -> Compiled:

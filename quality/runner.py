@@ -30,21 +30,22 @@ def run_id_for(day: date) -> str:
 
 
 def _evaluate_dataset(
-    wh: Warehouse, rules: list[Rule], run_id: str, day: date
+    wh: Warehouse, rules: list[Rule], run_id: str, day: date, org_codes: list[str], record: bool = True
 ) -> dict[tuple[str, str], tuple[int, int]]:
     """Materialise the data set's relation once, count per institution and rule, list failing records."""
     ds = rules[0].dataset
     columns = table_columns(wh, ds.table)
     sql, compiled = relation_sql(ds, rules, columns, wh.dialect)
     wh.execute(f"DROP TABLE IF EXISTS {TEMP}")
-    wh.execute(f"CREATE TEMP TABLE {TEMP} AS {sql}")
+    marks = ", ".join("?" for _ in org_codes) or "NULL"
+    wh.execute(f"CREATE TEMP TABLE {TEMP} AS SELECT * FROM ({sql}) r WHERE _q_org IN ({marks})", org_codes)
     fails = {r.id: failure_sql(compiled[r.id], wh.dialect) for r in rules}
     sums = ", ".join(f"sum(CASE WHEN {f} THEN 1 ELSE 0 END)" for f in fails.values())
     counts: dict[tuple[str, str], tuple[int, int]] = {}
     for row in wh.query(f"SELECT _q_org, count(*), {sums} FROM {TEMP} GROUP BY _q_org"):
         for rule, failed in zip(rules, row[2:], strict=True):
             counts[(str(row[0]), rule.id)] = (int(row[1]), int(failed or 0))
-    for rule in rules:
+    for rule in rules if record else ():
         wh.execute(
             "INSERT INTO quality.problem_record (run_id, day, org_code, dataset, rule_id, record_key, raw_origin, "
             "batch_id, detail) SELECT DISTINCT ?, ?, _q_org, ?, ?, _q_key, _q_origin, _q_batch, ? "
@@ -66,11 +67,12 @@ def run_rules(
     checked_at = datetime.now().replace(microsecond=0)
     outcomes: list[RuleOutcome] = []
     with wh.transaction():
-        wh.execute("DELETE FROM quality.check_result WHERE run_id = ?", [run_id])
-        wh.execute("DELETE FROM quality.problem_record WHERE run_id = ?", [run_id])
+        marks = ", ".join("?" for _ in org_codes) or "NULL"
+        for table in ("quality.check_result", "quality.problem_record"):  # only these institutions' results
+            wh.execute(f"DELETE FROM {table} WHERE run_id = ? AND org_code IN ({marks})", [run_id, *org_codes])
         for group in datasets_of(rules).values():
             present = wh.table_exists(group[0].dataset.table)
-            counts = _evaluate_dataset(wh, group, run_id, day) if present else {}
+            counts = _evaluate_dataset(wh, group, run_id, day, org_codes) if present else {}
             status = "evaluated" if present else "not_evaluated"
             for rule in group:
                 for org in org_codes:
@@ -98,3 +100,15 @@ def run_rules(
         if len(frame):
             wh.load("quality.check_result", frame)
     return outcomes
+
+
+def evaluate(wh: Warehouse, rules: list[Rule], org_codes: list[str]) -> dict[str, tuple[int, int]]:
+    """Read-only: (evaluated, failed) per rule of one data set over the institutions, nothing written (asset checks)."""
+    if not rules or not wh.table_exists(rules[0].dataset.table):
+        return {}
+    counts = _evaluate_dataset(wh, rules, "", date.today(), org_codes, record=False)
+    totals: dict[str, tuple[int, int]] = {}
+    for (_, rule_id), (evaluated, failed) in counts.items():
+        e, f = totals.get(rule_id, (0, 0))
+        totals[rule_id] = (e + evaluated, f + failed)
+    return totals

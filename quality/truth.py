@@ -45,7 +45,8 @@ def record_ids(record_key: str, origin: str) -> set[str]:
     ids = {record_key, origin}
     tail = record_key.split(":", 1)[-1] if ":" in record_key else record_key
     ids |= {tail, record_key.split(":", 1)[0], origin.split("#", 1)[-1], origin.rsplit("/", 1)[-1]}
-    ids.add(origin.rsplit("/", 1)[-1].split("#", 1)[0])
+    file = origin.split("#", 1)[0]
+    ids |= {file, file.rsplit("/", 1)[-1], file.rsplit("/", 1)[-1].rsplit(".", 1)[0]}
     return ids
 
 
@@ -71,9 +72,12 @@ def compare(wh: Warehouse, run_id: str, truth_dir: Path) -> tuple[list[Defect], 
     missed = [
         d for d in defects
         if not any(d.local_key in ids or f"{d.source_table}#{d.local_key}" in ids
+                   or (d.expected_rule.endswith("-PARSE") and d.source_table in ids)
                    for ids in by_label.get((d.org_code, d.expected_rule), []))
     ]  # fmt: skip
     labelled = {(d.org_code, d.local_key) for d in defects}  # file-level defects carry the file name as key
+    # a message that lost its header (or a file that cannot be read) is known by its file only
+    labelled |= {(d.org_code, d.source_table) for d in defects if d.expected_rule.endswith("-PARSE")}
     families = {d.expected_rule for d in defects}
     false = [
         (org, rule, ids) for org, label, rule, ids in found

@@ -226,16 +226,18 @@ def generate_institution(
                          names[person.person_id], setting, at, until, dept.code, dept.name, doctor, diag.icd10,
                          diag.name)  # fmt: skip
 
-    def update_time(at: datetime, table: str, key: str) -> datetime:
+    def update_time(at: datetime, table: str, key: str, judged: bool = True) -> datetime:
         if rng.random() < rates["late_delivery"]:
-            label(table, key, "late_delivery", "GXSJ" if vendor == "vendor_a" else "last_modified")
+            if judged:  # cancelled rows are not judged
+                label(table, key, "late_delivery", "GXSJ" if vendor == "vendor_a" else "last_modified")
             return datetime.combine(at.date() + timedelta(days=1), datetime.min.time()) + timedelta(
                 hours=rng.randint(1, 20)
             )
         if rng.random() < care["updated_later"] and (end - at.date()).days >= 2:
             # a later edit lands two or more days on (never in the next day's window, which is late delivery)
             return at + timedelta(days=rng.randint(2, min(20, (end - at.date()).days)))
-        return at + timedelta(minutes=rng.randint(1, 90))
+        # entered within 90 minutes, and by the day's 24:00 cut-off (only labelled late rows miss it)
+        return min(at + timedelta(minutes=rng.randint(1, 90)), datetime.combine(at.date(), datetime.max.time()))
 
     op_per_day = plan.outpatient_expected / plan.window_days
     ip_per_day = plan.inpatient_expected / plan.window_days
@@ -261,7 +263,7 @@ def generate_institution(
             if deleted == "0" and rng.random() < rates["missing_required"]:  # cancelled rows are not judged
                 start_value = None
                 label(table, key, "missing_required", "GHSJ" if vendor == "vendor_a" else "visit_time")
-            updated = update_time(at, table, key)
+            updated = update_time(at, table, key, judged=deleted == "0")
             doctor = f"D{rng.randint(1, max(1, plan.physicians)):04d}"
             if vendor == "vendor_a":
                 row = [key, pid, "2" if emergency else "1", _ts(start_value), dept.code, dept.name, doctor,

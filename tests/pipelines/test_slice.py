@@ -80,7 +80,7 @@ def test_slice_job_and_lineage(tmp_path, warehouse_url):
     assert row["start_time"] == source_row[0] and row["dept_name"] == source_row[1]
     assert held == [("ENC-START-TIME", "HIS-A:MZ_GHXX#G00004")]
     assert delivery[0]["record_count"] == 9 and delivery[0]["checksum"].startswith("sha256:")
-    report = stages.reports_dir(config) / f"quality_{day.isoformat()}.html"
+    report = stages.reports_dir(config) / "quality" / day.isoformat() / f"{rmyy}.html"
     assert "ENC-START-TIME" in report.read_text(encoding="utf-8")
 
     # Re-running the whole job changes nothing: no new raw rows, same export file.
