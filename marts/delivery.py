@@ -61,9 +61,20 @@ def mask_salt() -> str:
     return os.environ.get("HUTONG_MASK_SALT", "hutong")
 
 
-def latest_gate_run(wh: Warehouse) -> str | None:
-    """The most recent quality run: it evaluated the warehouse as it is now."""
-    return wh.scalar("SELECT run_id FROM quality.check_result ORDER BY checked_at DESC, run_id DESC LIMIT 1")
+def latest_gate_run(wh: Warehouse, org: str | None = None, datasets: list[str] | None = None) -> str | None:
+    """The most recent quality run that evaluated the gate's data sets for the institution (other runs, e.g. raw
+    checks of another day, do not say anything about these records)."""
+    where, params = [], []
+    if org:
+        where.append("org_code = ?")
+        params.append(org)
+    if datasets:
+        where.append(f"dataset IN ({', '.join('?' for _ in datasets)})")
+        params.extend(datasets)
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    return wh.scalar(
+        f"SELECT run_id FROM quality.check_result {clause}ORDER BY checked_at DESC, run_id DESC LIMIT 1", params
+    )
 
 
 def fingerprint(feed: Feed) -> str:
@@ -143,7 +154,7 @@ class _Run:
         wh.execute("CREATE TEMP TABLE feed_excl (record_key VARCHAR, reason_code VARCHAR, reason VARCHAR)")
         if not feed.gate_datasets:
             return
-        run_id = latest_gate_run(wh)
+        run_id = latest_gate_run(wh, self.org, list(feed.gate_datasets)) or latest_gate_run(wh)
         if run_id is None:
             raise RuntimeError(f"feed {feed.name}: no quality run yet; run `hutong quality` first (quality gate)")
         self.result.gate_run_id = run_id
