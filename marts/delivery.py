@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from marts import ledger
-from marts.feed_config import Feed, Target, actor
+from marts.feed_config import Feed, Target, actor, for_org
 from marts.formats import BuildError, Format, Record, make_format
 from marts.masking import apply_policy
 from marts.transport import Outcome, send
@@ -61,9 +61,20 @@ def mask_salt() -> str:
     return os.environ.get("HUTONG_MASK_SALT", "hutong")
 
 
-def latest_gate_run(wh: Warehouse) -> str | None:
-    """The most recent quality run: it evaluated the warehouse as it is now."""
-    return wh.scalar("SELECT run_id FROM quality.check_result ORDER BY checked_at DESC, run_id DESC LIMIT 1")
+def latest_gate_run(wh: Warehouse, org: str | None = None, datasets: list[str] | None = None) -> str | None:
+    """The most recent quality run that evaluated the gate's data sets for the institution (other runs, e.g. raw
+    checks of another day, do not say anything about these records)."""
+    where, params = [], []
+    if org:
+        where.append("org_code = ?")
+        params.append(org)
+    if datasets:
+        where.append(f"dataset IN ({', '.join('?' for _ in datasets)})")
+        params.extend(datasets)
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    return wh.scalar(
+        f"SELECT run_id FROM quality.check_result {clause}ORDER BY checked_at DESC, run_id DESC LIMIT 1", params
+    )
 
 
 def fingerprint(feed: Feed) -> str:
@@ -95,7 +106,7 @@ class _Run:
     """State of one run (temp tables feed_cand / feed_excl live on the warehouse connection)."""
 
     def __init__(self, wh: Warehouse, feed: Feed, target: Target, org: str, period: str, data_dir: Path) -> None:
-        self.wh, self.feed, self.target, self.org, self.period = wh, feed, target, org, period
+        self.wh, self.feed, self.target, self.org, self.period = wh, for_org(feed, org), target, org, period
         self.fmt: Format = make_format(feed)
         self.spool = data_dir / "feeds" / "spool" / feed.name / target.name / org
         self.result = FeedRun(feed.name, target.name, org, period)
@@ -143,7 +154,7 @@ class _Run:
         wh.execute("CREATE TEMP TABLE feed_excl (record_key VARCHAR, reason_code VARCHAR, reason VARCHAR)")
         if not feed.gate_datasets:
             return
-        run_id = latest_gate_run(wh)
+        run_id = latest_gate_run(wh, self.org, list(feed.gate_datasets)) or latest_gate_run(wh)
         if run_id is None:
             raise RuntimeError(f"feed {feed.name}: no quality run yet; run `hutong quality` first (quality gate)")
         self.result.gate_run_id = run_id
@@ -153,14 +164,15 @@ class _Run:
                    max(q.rule_id || ': ' || coalesce(q.detail, '')) AS reason
             FROM feed_cand c JOIN quality.problem_record q ON q.record_key = c.g{i} AND q.dataset = '{dataset}'
             JOIN quality.check_result r ON r.run_id = q.run_id AND r.rule_id = q.rule_id AND r.org_code = q.org_code
-            WHERE q.run_id = ? AND r.severity IN ({severities}) GROUP BY c.record_key, q.rule_id"""
+            WHERE q.run_id = ? AND q.org_code = ? AND r.severity IN ({severities})
+            GROUP BY c.record_key, q.rule_id"""
             for i, dataset in enumerate(feed.gate_datasets)
         ]
         wh.execute(
             "INSERT INTO feed_excl SELECT record_key, reason_code, max(reason) FROM ("
             + " UNION ALL ".join(parts)
             + ") x GROUP BY record_key, reason_code",
-            [run_id] * len(parts),
+            [run_id, self.org] * len(parts),  # raw data sets key by source key: unique per institution only
         )
         wh.execute("UPDATE feed_cand SET excluded = true WHERE record_key IN (SELECT record_key FROM feed_excl)")
 
@@ -388,10 +400,11 @@ def run_feed(
     """Package what is new for one institution and send everything unsent; returns the run's counts."""
     ensure_core(wh)
     run = _Run(wh, feed, target, org, period, data_dir)
-    run.select()
-    run.gate()
-    run.package(mask_salt())
-    run.close()
+    if all(wh.table_exists(t) for t in feed.source.requires):  # else: no such source landed yet, nothing new
+        run.select()
+        run.gate()
+        run.package(mask_salt())
+        run.close()
     if send_now:
         run.deliver(sleep)
     return run.result

@@ -4,7 +4,8 @@ and `marts/targets.yaml` (where: an outbox folder or an HTTP endpoint, with retr
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,37 @@ class Source:
     batch: str
     watermark: tuple[tuple[str, str], ...]  # (table, key column): the record's newest ingest batch drives the watermark
     where: str = ""
+    requires: tuple[str, ...] = ()  # tables that may not exist yet (a source kind an institution lacks): no records
+
+
+ORG_TOKEN = "'{org}'"  # replaced by the institution of the run (for_org)
+CURRENT = re.compile(r"\bcurrent\((raw\.\w+)\)")
+
+
+def current_sql(text: str) -> str:
+    """Expand `current(raw.table)` to the table's current rows (latest version per institution and source key,
+    soft deletes dropped) — the same rule as the dbt macro `current_rows`, so a feed can read raw until a cdr
+    model exists and be repointed later by editing only its YAML."""
+    return CURRENT.sub(
+        lambda m: (
+            "(SELECT * FROM (SELECT v.*, row_number() OVER (PARTITION BY v._org_code, v._source_key "
+            "ORDER BY v._source_updated_at DESC NULLS LAST, v._ingested_at DESC, v._record_hash) AS _version_rank "
+            f"FROM {m.group(1)} v WHERE v._org_code = {ORG_TOKEN}) cv WHERE cv._version_rank = 1 AND cv._op <> 'D')"
+        ),
+        text,
+    )
+
+
+def for_org(feed: Feed, org: str) -> Feed:
+    """The feed with its `current(...)` reads narrowed to one institution (versions are per institution anyway)."""
+    literal = "'" + org.replace("'", "''") + "'"
+
+    def sub(sql: str) -> str:
+        return sql.replace(ORG_TOKEN, literal)
+
+    source = replace(feed.source, from_sql=sub(feed.source.from_sql))
+    components = tuple(replace(c, from_sql=sub(c.from_sql)) for c in feed.components)
+    return replace(feed, source=source, components=components)
 
 
 @dataclass(frozen=True)
@@ -130,13 +162,14 @@ def parse_feed(raw: dict[str, Any], where: str) -> Feed:
         raise ConfigError(f"{where}: format {raw['format']!r} is not one of {', '.join(FORMATS)}")
     src = raw["source"]
     source = Source(
-        from_sql=str(src["from"]),
+        from_sql=current_sql(str(src["from"])),
         key=str(src["key"]),
         org=str(src["org"]),
         origin=str(src.get("origin", "NULL")),
         batch=str(src.get("batch", "NULL")),
-        watermark=tuple((str(w["table"]), str(w["key"])) for w in src.get("watermark") or []),
+        watermark=tuple((current_sql(str(w["table"])), str(w["key"])) for w in src.get("watermark") or []),
         where=str(src.get("where", "")),
+        requires=tuple(str(t) for t in src.get("requires") or ()),
     )
     if not source.watermark:
         raise ConfigError(f"{where}: source.watermark must list at least one table (incremental by watermark)")
@@ -150,7 +183,7 @@ def parse_feed(raw: dict[str, Any], where: str) -> Feed:
     components = tuple(
         Component(
             str(name),
-            str(c["from"]),
+            current_sql(str(c["from"])),
             str(c["parent"]),
             _columns(c["columns"], f"{where} {name}"),
             str(c.get("order", "")),

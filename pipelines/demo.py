@@ -106,13 +106,20 @@ def run_demo(config: PlatformConfig, progress: Callable[[str], None] | None = No
         quarantined = wh.count("ops.quarantine")
         exported = int(wh.scalar("SELECT coalesce(sum(record_count), 0) FROM feeds.delivery WHERE period = ?",
                                  [day.isoformat()]))  # fmt: skip
+        ledger = wh.query("SELECT status, count(*), coalesce(sum(record_count), 0) FROM feeds.delivery "
+                          "GROUP BY status ORDER BY status")  # fmt: skip
+        held = wh.scalar("SELECT count(DISTINCT record_key) FROM feeds.exclusion WHERE resolved_at IS NULL")
     target = stages.warehouse(config).target
+    deliveries = ", ".join(f"{n} {s} ({r} records)" for s, n, r in ledger) or "none"
     return [
         f"Hutong demo finished (Dagster run {result.run_id}).",
         f"  warehouse      {target.display}  ({raw_rows} raw rows, {patients} cdr patients, "
         f"{encounters} cdr encounters, {quarantined} quarantined)",
         f"  quality report {stages.reports_dir(config) / 'quality' / day.isoformat() / 'region.html'}",
         f"  export files   {stages.exports_dir(config) / 'encounter_csv' / day.isoformat()}  ({exported} records)",
+        f"  feeds outbox   {config.data_dir / 'outbox'}  (per target: province-fhir, document-registry, "
+        "city-platform; FHIR ndjson, CDA zip sets, registration CSV/JSONL)",
+        f"  feeds ledger   feeds.delivery: {deliveries}; feeds.exclusion: {held} records held back with reasons",
         f"  step log       {log_path}",
         f"  Dagster UI     make serve, then open {DAGSTER_UI} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})",
         "  SQL            .venv/bin/python -c \"import duckdb; print(duckdb.connect('"

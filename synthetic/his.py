@@ -18,6 +18,7 @@ from synthetic import orders
 from synthetic.events import Encounter, SourceWriter
 from synthetic.identity import to_legacy15, wrong_check
 from synthetic.population import DATA, Person, given_chars
+from synthetic.staff import staff_rows
 from synthetic.writers import TableWriter
 
 ETHNICITY_NAMES = {"01": "汉族", "02": "蒙古族", "03": "回族", "04": "藏族", "11": "满族"}
@@ -192,6 +193,9 @@ def generate_institution(
     else:
         writer.create(vendor)
         _write_code_table(writer, vendor)
+        roster = op_depts + ip_depts or list(departments())
+        writer.insert("GY_YGXX" if vendor == "vendor_a" else "staff",
+                      staff_rows(vendor, plan.physicians, roster, start, seed))  # fmt: skip
     defects: list[list[Any]] = []
     records: list[list[Any]] = []
     noise_rows: list[list[Any]] = []

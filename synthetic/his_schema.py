@@ -23,6 +23,8 @@ VENDOR_A: dict[str, str] = {
     "SSRQ VARCHAR(19), SSYS VARCHAR(10), GXSJ VARCHAR(19), ZFBZ VARCHAR(1)",
     "SF_FYMX": "FYID VARCHAR(30), JZLSH VARCHAR(20), JZLX VARCHAR(2), FYLB VARCHAR(10), JE VARCHAR(12), "
     "SFSJ VARCHAR(19), GXSJ VARCHAR(19), ZFBZ VARCHAR(1)",
+    "GY_YGXX": "YGGH VARCHAR(10), YGXM VARCHAR(50), XB VARCHAR(4), KSDM VARCHAR(10), ZC VARCHAR(20), "
+    "ZYLB VARCHAR(20), ZFBZ VARCHAR(1), GXSJ VARCHAR(19)",
 }
 VENDOR_B: dict[str, str] = {
     "patient": "patient_id VARCHAR(20), patient_name VARCHAR(50), gender VARCHAR(1), birthday DATE, "
@@ -44,6 +46,8 @@ VENDOR_B: dict[str, str] = {
     "name VARCHAR(100), performed_at DATETIME, surgeon_id VARCHAR(10), last_modified DATETIME, is_deleted VARCHAR(1)",
     "fee": "fee_id VARCHAR(30), visit_id VARCHAR(20), fee_category VARCHAR(4), amount DECIMAL(12,2), "
     "charged_at DATETIME, last_modified DATETIME, is_deleted VARCHAR(1)",
+    "staff": "staff_id VARCHAR(10), staff_name VARCHAR(50), gender VARCHAR(1), dept_code VARCHAR(10), "
+    "title_code VARCHAR(4), practice_category VARCHAR(2), last_modified DATETIME, is_deleted VARCHAR(1)",
 }
 SCHEMAS = {"vendor_a": VENDOR_A, "vendor_b": VENDOR_B}
 

@@ -23,9 +23,9 @@ def _reconciles(wh: Warehouse) -> None:
 def test_vendor_mappings_load():
     a, b = load_vendor("vendor_a"), load_vendor("vendor_b")
     assert a.source_system == "HIS-A" and {t.name for t in a.tables} == {
-        "GY_BRXX", "MZ_GHXX", "ZY_BAXX", "MZ_CFMX", "ZY_YZ", "ZY_SSJL", "SF_FYMX", "GY_DMZD"}  # fmt: skip
+        "GY_BRXX", "MZ_GHXX", "ZY_BAXX", "MZ_CFMX", "ZY_YZ", "ZY_SSJL", "SF_FYMX", "GY_DMZD", "GY_YGXX"}  # fmt: skip
     assert b.source_system == "HIS-B" and {t.name for t in b.tables} == {
-        "patient", "visit", "prescription", "inpatient_order", "surgery", "fee", "code_dict"}  # fmt: skip
+        "patient", "visit", "prescription", "inpatient_order", "surgery", "fee", "code_dict", "staff"}  # fmt: skip
     dictionary = next(t for t in a.tables if t.name == "GY_DMZD")
     assert dictionary.snapshot and dictionary.keys == ("DMLB", "DMZ")
     with pytest.raises(SourceError, match="unknown HIS vendor"):

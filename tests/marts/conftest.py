@@ -35,16 +35,19 @@ class County:
 
 
 def build_county(tmp: Path, url: str) -> PlatformConfig:
-    """Generate, ingest, dbt build (private target path) and run the quality rules."""
+    """Generate, ingest, reference tables, dbt build (private target path), quality rules and scores."""
     config = write_config(tmp, url, shorts=SHORTS, synthetic_size="tiny")
     stages.synth(config, "tiny", 7)
     stages.ingest(config)
     stages.init(config)
+    stages.reference_tables(config)  # ops.institution / ops.population: facility feed, marts, notebooks
     run_dbt(["build"], url, target_path=tmp / "dbt_target")
     with Warehouse(url) as wh:
         from quality.runner import run_rules
+        from quality.scoring import score_day
 
         run_rules(wh, [i.org_code for i in config.institutions], QUALITY_DAY)
+        score_day(wh, QUALITY_DAY, {i.org_code: i.type for i in config.institutions})  # notebooks read scores
     return config
 
 

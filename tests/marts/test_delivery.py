@@ -81,9 +81,9 @@ def test_gate_lists_exclusions_and_releases_them_when_they_pass(county):
         problems = wh.query(
             "SELECT q.record_key, q.rule_id FROM quality.problem_record q JOIN quality.check_result c "
             "ON c.run_id = q.run_id AND c.rule_id = q.rule_id AND c.org_code = q.org_code "
-            "WHERE c.severity = 'error' AND q.dataset = 'cdr.cdr__encounter'"
+            "WHERE c.severity = 'error' AND q.dataset = 'cdr_encounter'"
         )
-        # the catalog changes: ENC-START-TIME is no longer an error rule → those encounters pass the gate now
+        # the catalog changes: CDR-ENC-START-TIME is no longer an error rule → those encounters pass the gate now
         rules = tuple(r for r in load_catalog() if r.id != "CDR-ENC-START-TIME")
         run_rules(wh, county.orgs, QUALITY_DAY, rules=rules)
         second = [run_feed(wh, f, target, org, PERIOD, county.data_dir) for org in county.orgs]

@@ -1,0 +1,177 @@
+"""Benchmark: export feeds on a synthetic county — FHIR bundles/s, CDA documents/s and the daily feed run time.
+
+    .venv/bin/python bench/bench_feeds.py [--size medium] [--cache DIR] [--reuse]
+
+The county is generated, ingested, transformed (dbt) and quality-checked once, under `nice`, into the cache dir
+(default ~/.cache/hutong/bench_feeds/<size>), as two warehouse snapshots: `day0.duckdb` (the generated window)
+and `day1.duckdb` (one more synthetic day appended, ingested and transformed: the T+1 increment). `--reuse`
+(or a finished cache) skips the build. Measurements run on copies, so the cache stays as built:
+
+1. backlog: every feed for every institution on a copy of day0 (the whole window, to outbox folders); per feed
+   records/s — FHIR bundles/s and CDA documents/s, against the plain CSV encounter feed measured in the same run;
+2. daily: the ledger of (1) carried onto a copy of day1, then every feed for every institution again — the T+1
+   daily feed run time (only the new day's records are packaged; everything else is recognised as sent).
+Prints figures and peak RSS; asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import time
+from collections import defaultdict
+from datetime import timedelta
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+FEED_TABLES = ("delivery", "delivery_item", "watermark", "exclusion", "export_audit")
+
+
+def _config(cache: Path, size: str) -> Path:
+    raw = yaml.safe_load((ROOT / "config" / "county.yaml").read_text(encoding="utf-8"))
+    raw["platform"]["data_dir"] = str(cache / "data")
+    raw["warehouse"]["url"] = f"duckdb:///{cache}/warehouse.duckdb"
+    raw["synthetic"] = {"size": size, "seed": raw.get("synthetic", {}).get("seed", 20261124)}
+    path = cache / "county.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _peak_mib() -> tuple[float, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return own, children
+
+
+def _prepare(config, day) -> None:
+    """Ingest, reference tables (when the stage exists), dbt build and the quality rules for `day`."""
+    from hutong import stages
+    from quality.runner import run_rules
+    from warehouse import Warehouse
+
+    stages.ingest(config)
+    stages.init(config)
+    if hasattr(stages, "reference_tables"):  # ops.institution / ops.population (facility feed, marts)
+        stages.reference_tables(config)
+    stages.transform(config)
+    with Warehouse(config.warehouse_url) as wh:
+        run_rules(wh, [i.org_code for i in config.institutions], day)
+
+
+def build(cache: Path, size: str) -> dict:
+    """Generate + ingest + transform once; snapshot day0 and day1 warehouses."""
+    from hutong import stages
+    from hutong.config import load_config
+
+    cache.mkdir(parents=True, exist_ok=True)
+    config = load_config(_config(cache, size))
+    started = time.perf_counter()
+    result = stages.synth(config, size, int((config.synthetic or {}).get("seed", 20261124)), force=True)
+    end = result.summary.end
+    _prepare(config, end)
+    warehouse = Path(config.warehouse_url.removeprefix("duckdb:///"))
+    shutil.copyfile(warehouse, cache / "day0.duckdb")
+    built0 = time.perf_counter() - started
+    stages.synth_next_day(config)
+    _prepare(config, end + timedelta(days=1))
+    shutil.copyfile(warehouse, cache / "day1.duckdb")
+    stamp = {"size": size, "end": str(end), "build_day0_s": round(built0, 1),
+             "build_day1_s": round(time.perf_counter() - started - built0, 1)}  # fmt: skip
+    (cache / "built.json").write_text(json.dumps(stamp), encoding="utf-8")
+    return stamp
+
+
+def run_all(url: str, config, data_dir: Path, period: str) -> tuple[float, dict[str, dict[str, float]]]:
+    """Every feed × institution; wall seconds and per-feed records and seconds."""
+    from marts.delivery import run_feed
+    from marts.feed_config import load_feeds, target_for
+    from warehouse import Warehouse
+
+    per: dict[str, dict[str, float]] = defaultdict(lambda: {"records": 0, "seconds": 0.0, "excluded": 0})
+    started = time.perf_counter()
+    with Warehouse(url) as wh:
+        for feed in load_feeds():
+            target = target_for(feed, data_dir)
+            for inst in config.institutions:
+                t0 = time.perf_counter()
+                r = run_feed(wh, feed, target, inst.org_code, period, data_dir)
+                per[feed.name]["seconds"] += time.perf_counter() - t0
+                per[feed.name]["records"] += r.sent
+                per[feed.name]["excluded"] += r.excluded
+    return time.perf_counter() - started, per
+
+
+def carry_ledger(source: Path, target_url: str) -> None:
+    """The feeds.* ledger of a finished run, copied onto another warehouse (DuckDB ATTACH)."""
+    from warehouse import Warehouse
+
+    with Warehouse(target_url) as wh:
+        wh.execute(f"ATTACH '{source}' AS prev (READ_ONLY)")
+        for table in FEED_TABLES:
+            wh.execute(f"DELETE FROM feeds.{table}")
+            wh.execute(f"INSERT INTO feeds.{table} SELECT * FROM prev.feeds.{table}")
+        wh.execute("DETACH prev")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="medium")
+    parser.add_argument("--cache", type=Path)
+    parser.add_argument("--reuse", action="store_true", help="use the cache as built (fail if it is not)")
+    args = parser.parse_args()
+    os.nice(10)
+    from hutong.config import load_config
+
+    cache = args.cache or Path.home() / ".cache" / "hutong" / "bench_feeds" / args.size
+    if not (cache / "built.json").is_file():
+        if args.reuse:
+            sys.exit(f"no built cache in {cache}; run without --reuse first")
+        print(f"building the {args.size} county in {cache} (once) …", flush=True)
+        print("built:", build(cache, args.size), flush=True)
+    stamp = json.loads((cache / "built.json").read_text(encoding="utf-8"))
+    config = load_config(_config(cache, args.size))
+    work = cache / "run"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    day0, day1 = work / "day0.duckdb", work / "day1.duckdb"
+    shutil.copyfile(cache / "day0.duckdb", day0)
+    period = stamp["end"]
+    backlog_s, per = run_all(f"duckdb:///{day0}", config, work, period)
+    shutil.copyfile(cache / "day1.duckdb", day1)
+    carry_ledger(day0, f"duckdb:///{day1}")
+    daily_s, daily = run_all(f"duckdb:///{day1}", config, work, period)
+
+    def rate(name: str) -> float:
+        p = per[name]
+        return p["records"] / p["seconds"] if p["seconds"] else 0.0
+
+    fhir = [n for n in per if n.startswith("fhir_")]
+    cda = [n for n in per if n.startswith("cda_")]
+    fhir_n, fhir_s = sum(per[n]["records"] for n in fhir), sum(per[n]["seconds"] for n in fhir)
+    cda_n, cda_s = sum(per[n]["records"] for n in cda), sum(per[n]["seconds"] for n in cda)
+    baseline = rate("encounter_csv")
+    print(f"\n== feeds on the {args.size} county ({len(config.institutions)} institutions, window to {period})")
+    print(f"{'feed':28} {'records':>9} {'excluded':>9} {'seconds':>9} {'records/s':>10}")
+    for name, p in sorted(per.items()):
+        print(f"{name:28} {p['records']:>9.0f} {p['excluded']:>9.0f} {p['seconds']:>9.1f} {rate(name):>10.0f}")
+    print(f"FHIR bundles/s:      {fhir_n / fhir_s if fhir_s else 0:10.0f}  ({fhir_n:.0f} bundles in {fhir_s:.1f} s)")
+    print(f"CDA documents/s:     {cda_n / cda_s if cda_s else 0:10.0f}  ({cda_n:.0f} documents in {cda_s:.1f} s)")
+    print(f"baseline CSV rows/s: {baseline:10.0f}  (encounter_csv, same run) — FHIR {fhir_n / fhir_s / baseline:.2f}×, "
+          f"CDA {cda_n / cda_s / baseline:.2f}× of it" if baseline and fhir_s and cda_s else "")  # fmt: skip
+    print(f"backlog run (whole window, all feeds × institutions): {backlog_s:.1f} s")
+    new = sum(p["records"] for p in daily.values())
+    print(f"daily T+1 feed run (all feeds × all institutions, one new day): {daily_s:.1f} s, {new:.0f} records sent")
+    own, children = _peak_mib()
+    print(f"peak RSS: {own:.0f} MiB (this process), {children:.0f} MiB (largest child, e.g. dbt)")
+    print(f"cache build: day0 {stamp['build_day0_s']} s, day1 {stamp['build_day1_s']} s (not part of the figures)")
+
+
+if __name__ == "__main__":
+    main()
