@@ -56,8 +56,8 @@ from pipelines.feeds import (
 )
 from pipelines.manifest import ensure_manifest
 from pipelines.mpi import mpi_asset
-from pipelines.reference import reference_asset
 from pipelines.quality import SCORE_KEY, quality_definitions_parts, quality_score_job
+from pipelines.reference import reference_asset
 
 CDR_KEYS = [AssetKey(["cdr", "cdr__patient"]), AssetKey(["cdr", "cdr__encounter"])]
 QUALITY_KEY = AssetKey(["quality", "check_result"])
