@@ -80,9 +80,14 @@ def flagged(rule: Rule, expr: str) -> Compiled:
 
 @cache
 def seed_map(path: str) -> tuple[tuple[str, str, str], ...]:
-    """(source system, local code, standard code) rows of a dbt terminology seed (the same map dbt uses)."""
+    """(source system, local code, standard code) rows of a dbt terminology seed (the same map dbt uses); only
+    `approved` rows count, as in dbt's `decode` — a `proposed` mapping still waits for review."""
     with (SEEDS / path).open(encoding="utf-8") as handle:
-        return tuple((r["source_system"], r["local_code"], r["std_code"]) for r in csv.DictReader(handle))
+        return tuple(
+            (r["source_system"], r["local_code"], r["std_code"])
+            for r in csv.DictReader(handle)
+            if r.get("review_status", "approved") == "approved"
+        )
 
 
 def _mapped(rule: Rule, column: str) -> str:

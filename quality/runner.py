@@ -56,11 +56,16 @@ def _evaluate_dataset(
     return counts
 
 
+def dataset_present(wh: Warehouse, table: str) -> bool:
+    """A data set is evaluated only when its table exists and holds rows (else its rules are `not_evaluated`)."""
+    return wh.table_exists(table) and bool(wh.query(f"SELECT 1 FROM {table} LIMIT 1"))
+
+
 def run_rules(
     wh: Warehouse, org_codes: list[str], day: date, rules: tuple[Rule, ...] | None = None
 ) -> list[RuleOutcome]:
     """Evaluate every rule for every institution; institutions without data get an explicit 0/0 result, and a
-    data set whose table does not exist (yet) gets `not_evaluated` (no finding)."""
+    data set whose table does not exist (yet) or is empty gets `not_evaluated` (no finding)."""
     ensure_core(wh)
     rules = rules or load_catalog()
     run_id = run_id_for(day)
@@ -71,7 +76,7 @@ def run_rules(
         for table in ("quality.check_result", "quality.problem_record"):  # only these institutions' results
             wh.execute(f"DELETE FROM {table} WHERE run_id = ? AND org_code IN ({marks})", [run_id, *org_codes])
         for group in datasets_of(rules).values():
-            present = wh.table_exists(group[0].dataset.table)
+            present = dataset_present(wh, group[0].dataset.table)
             counts = _evaluate_dataset(wh, group, run_id, day, org_codes) if present else {}
             status = "evaluated" if present else "not_evaluated"
             for rule in group:
