@@ -19,7 +19,7 @@ def test_asset_checks_and_daily_score(qcounty):
     keys = [AssetKey(["raw", "his_patient"]), AssetKey(["raw", "lis_result"]), AssetKey(["cdr", "cdr__patient"])]
     checks = quality_asset_checks(keys)
     assert {c.check_key.name for c in checks} >= {"quality_his_patient", "quality_lis_result",
-                                                    "quality_cdr_cdr__patient"}  # fmt: skip
+                                                    "quality_cdr_patient"}  # fmt: skip
 
     @asset(key=keys[0])
     def his_patient() -> None:  # stands in for the raw asset: the table is already landed
