@@ -20,6 +20,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from marts import ledger
 from marts.feed_config import Feed, Target, actor, for_org
 from marts.formats import BuildError, Format, Record, make_format
@@ -89,9 +91,9 @@ def fingerprint(feed: Feed) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _content_hash(base: str, record: Record) -> str:
-    body = json.dumps([record.row, record.components], sort_keys=True, default=str, ensure_ascii=False)
-    return hashlib.sha256((base + body).encode()).hexdigest()
+def _body(record: Record) -> str:
+    """The record's content as canonical JSON (hashed for change detection; CDA derives document ids from it)."""
+    return json.dumps([record.row, record.components], sort_keys=True, default=str, ensure_ascii=False)
 
 
 def _column_sql(feed: Feed, columns: Any, salt: str) -> str:
@@ -112,6 +114,7 @@ class _Run:
         self.result = FeedRun(feed.name, target.name, org, period)
         self.base = fingerprint(feed)
         self.failures: list[tuple[str, str, str, str | None]] = []  # key, code, reason, origin
+        self.staged = ["feed_seen", "feed_rows", *(f"feed_comp{i}" for i in range(len(feed.components)))]
 
     # -- selection ------------------------------------------------------------------------------
     def select(self) -> None:
@@ -177,48 +180,83 @@ class _Run:
         wh.execute("UPDATE feed_cand SET excluded = true WHERE record_key IN (SELECT record_key FROM feed_excl)")
 
     # -- build and package ----------------------------------------------------------------------
-    def pages(self, salt: str) -> Any:
-        feed, src = self.feed, self.feed.source
-        row_sql = (
+    def stage(self, salt: str) -> None:
+        """Set-based staging, once per run: the records to build (with their identifiers masked per the contract
+        and the content hash last packaged for the target), and each component's rows, as temp tables ordered by
+        record key — one query each over the source instead of one per page."""
+        feed, src, wh, dialect = self.feed, self.feed.source, self.wh, self.wh.dialect
+        for name in self.staged:
+            wh.execute(f"DROP TABLE IF EXISTS {name}")
+        wh.execute(
+            """CREATE TEMP TABLE feed_seen AS
+            SELECT record_key, content_hash, op FROM (
+                SELECT i.record_key, i.content_hash, i.op, row_number() OVER (
+                    PARTITION BY i.record_key ORDER BY i.created_at DESC, i.delivery_id DESC) AS _n
+                FROM feeds.delivery_item i
+                WHERE i.feed = ? AND i.target = ? AND i.org_code = ?
+                  AND i.record_key IN (SELECT record_key FROM feed_cand WHERE NOT excluded)) x
+            WHERE _n = 1""",
+            [feed.name, self.target.name, self.org],
+        )
+        wh.execute(
+            "CREATE TEMP TABLE feed_rows AS "
             "SELECT c.record_key AS _rk, c._origin AS _ro, c._batch_id AS _rb, "
+            "_seen.content_hash AS _sh, _seen.op AS _so, "
             f"{_column_sql(feed, feed.columns, salt)} "
             f"FROM {src.from_sql} JOIN feed_cand c ON c.record_key = {src.key} "
-            f"WHERE NOT c.excluded AND c.record_key > ? ORDER BY c.record_key LIMIT {PAGE_SIZE}"
+            "LEFT JOIN feed_seen _seen ON _seen.record_key = c.record_key "
+            "WHERE NOT c.excluded ORDER BY c.record_key"
         )
+        if dialect == "postgres":
+            wh.execute("CREATE INDEX ON feed_rows (_rk)")
+            wh.execute("ANALYZE feed_rows")
+        for i, comp in enumerate(feed.components):
+            order = f", {comp.order}" if comp.order else ""
+            wh.execute(
+                f"CREATE TEMP TABLE feed_comp{i} AS "
+                f"SELECT {comp.parent} AS _parent, row_number() OVER (ORDER BY {comp.parent}{order}) AS _seq, "
+                f"{_column_sql(feed, comp.columns, salt)} FROM {comp.from_sql} "
+                f"JOIN feed_cand c ON c.record_key = {comp.parent} WHERE NOT c.excluded ORDER BY _seq"
+            )
+            if dialect == "postgres":
+                wh.execute(f"CREATE INDEX ON feed_comp{i} (_parent, _seq)")
+                wh.execute(f"ANALYZE feed_comp{i}")
+
+    def pages(self) -> Any:
+        """Pages of staged records (by record key) with their components."""
         last = ""
         while True:
-            rows = self.wh.query_dicts(row_sql, [last])
+            rows = self.wh.query_dicts(f"SELECT * FROM feed_rows WHERE _rk > ? ORDER BY _rk LIMIT {PAGE_SIZE}", [last])
             if not rows:
                 return
             low, last = rows[0]["_rk"], rows[-1]["_rk"]
             components: dict[str, dict[str, list[dict[str, Any]]]] = {}
-            for comp in feed.components:
+            for i, comp in enumerate(self.feed.components):
                 by_parent: dict[str, list[dict[str, Any]]] = {}
-                order = f", {comp.order}" if comp.order else ""
                 for r in self.wh.query_dicts(
-                    f"SELECT {comp.parent} AS _parent, {_column_sql(feed, comp.columns, salt)} FROM {comp.from_sql} "
-                    f"JOIN feed_cand c ON c.record_key = {comp.parent} "
-                    f"WHERE NOT c.excluded AND c.record_key >= ? AND c.record_key <= ? ORDER BY 1{order}",
+                    f"SELECT * FROM feed_comp{i} WHERE _parent >= ? AND _parent <= ? ORDER BY _parent, _seq",
                     [low, last],
                 ):
+                    del r["_seq"]
                     by_parent.setdefault(r.pop("_parent"), []).append(r)
                 components[comp.name] = by_parent
-            seen = ledger.last_items(self.wh, feed.name, self.target.name, self.org, low, last)
-            yield rows, components, seen
+            yield rows, components
 
     def package(self, salt: str) -> None:
+        self.stage(salt)
         pending: list[tuple[Any, ledger.Item]] = []
-        for rows, components, seen in self.pages(salt):
+        for rows, components in self.pages():
             for row in rows:
                 key, origin, batch = row.pop("_rk"), row.pop("_ro"), row.pop("_rb")
+                seen_hash, seen_op = row.pop("_sh"), row.pop("_so")
                 comps = {name: by_parent.get(key, []) for name, by_parent in components.items()}
                 record = Record(key, self.org, row, comps, origin, batch)
-                digest = _content_hash(self.base, record)
-                before = seen.get(key)
-                if before and before[0] == digest:
+                record.body = _body(record)
+                digest = hashlib.sha256((self.base + record.body).encode()).hexdigest()
+                if seen_hash == digest:
                     self.result.unchanged += 1
                     continue
-                record.op = "U" if before and before[1] != "D" else "I"
+                record.op = "U" if seen_hash is not None and seen_op != "D" else "I"
                 try:
                     item = self.fmt.build(record)
                 except BuildError as exc:
@@ -315,7 +353,15 @@ class _Run:
         wh, f, t, o = self.wh, self.feed.name, self.target.name, self.org
         now = ledger.now_local()
         with wh.transaction():
-            wh.executemany("INSERT INTO feed_excl VALUES (?, ?, ?)", [[k, c, r] for k, c, r, _ in self.failures])
+            if self.failures:
+                wh.load(
+                    "feed_excl",
+                    pl.DataFrame(
+                        [[k, c, r] for k, c, r, _ in self.failures],
+                        schema={"record_key": pl.String, "reason_code": pl.String, "reason": pl.String},
+                        orient="row",
+                    ),
+                )
             scope = "e.feed = ? AND e.target = ? AND e.org_code = ?"
             same = "x.record_key = e.record_key AND x.reason_code = e.reason_code"
             wh.execute(
@@ -349,7 +395,7 @@ class _Run:
             newest = wh.scalar("SELECT max(wm) FROM feed_cand")
             if newest is not None:
                 ledger.set_watermark(wh, f, t, o, newest, self.period)
-        for name in ("feed_cand", "feed_excl"):
+        for name in ("feed_cand", "feed_excl", *self.staged):
             wh.execute(f"DROP TABLE IF EXISTS {name}")
 
     def deliver(self, sleep: Callable[[float], None]) -> None:
@@ -396,9 +442,12 @@ def run_feed(
     *,
     sleep: Callable[[float], None] = time.sleep,
     send_now: bool = True,
+    ensure: bool = True,
 ) -> FeedRun:
-    """Package what is new for one institution and send everything unsent; returns the run's counts."""
-    ensure_core(wh)
+    """Package what is new for one institution and send everything unsent; returns the run's counts
+    (`ensure=False`: the caller already made sure the ledger tables exist, e.g. once for many runs)."""
+    if ensure:
+        ensure_core(wh)
     run = _Run(wh, feed, target, org, period, data_dir)
     if all(wh.table_exists(t) for t in feed.source.requires):  # else: no such source landed yet, nothing new
         run.select()

@@ -233,9 +233,15 @@ def feed(name: str) -> Feed:
     raise ConfigError(f"unknown feed {name!r}; known: {', '.join(f.name for f in load_feeds())}")
 
 
+@cache
+def _targets_file(path: Path, mtime_ns: int) -> dict[str, Any]:
+    """The parsed targets file (cached per modification time: feed runs look targets up once per run)."""
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
 def load_targets(data_dir: Path, path: Path = TARGETS_FILE) -> dict[str, Target]:
     """Targets with ${ENV} values filled in and {data_dir} resolved."""
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = _targets_file(path, path.stat().st_mtime_ns)
     targets = {}
     for name, spec in (raw.get("targets") or {}).items():
         url = expand_env(str(spec["url"]), f"{path} {name}").replace("{data_dir}", str(data_dir))

@@ -10,9 +10,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import polars as pl
+
 from warehouse import Warehouse
 
 TIMEZONE = "Asia/Shanghai"
+ITEM_TEXT = ("delivery_id", "feed", "target", "org_code", "record_key", "content_hash", "op", "_origin", "_batch_id")
 
 
 def now_local(tz: str = TIMEZONE) -> datetime:
@@ -47,20 +50,6 @@ def set_watermark(wh: Warehouse, feed: str, target: str, org: str, value: dateti
         )
 
 
-def last_items(wh: Warehouse, feed: str, target: str, org: str, low: str, high: str) -> dict[str, tuple[str, str]]:
-    """Latest (content hash, op) packaged per record whose key lies in [low, high]."""
-    rows = wh.query(
-        "SELECT record_key, content_hash, op, created_at, delivery_id FROM feeds.delivery_item "
-        "WHERE feed = ? AND target = ? AND org_code = ? AND record_key >= ? AND record_key <= ?",
-        [feed, target, org, low, high],
-    )
-    latest: dict[str, tuple[Any, ...]] = {}
-    for key, digest, op, created, delivery in rows:
-        if key not in latest or (created, delivery) > latest[key][2:]:
-            latest[key] = (digest, op, created, delivery)
-    return {k: (v[0], v[1]) for k, v in latest.items()}
-
-
 def record_package(
     wh: Warehouse, delivery: dict[str, Any], feed: str, target: str, org: str, items: Sequence[Item]
 ) -> None:
@@ -83,25 +72,22 @@ def record_package(
             f"INSERT INTO feeds.delivery ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
             [row[n] for n in names],
         )
-        wh.executemany(
-            "INSERT INTO feeds.delivery_item (delivery_id, feed, target, org_code, record_key, content_hash, op, "
-            "_origin, _batch_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                [
-                    delivery["delivery_id"],
-                    feed,
-                    target,
-                    org,
-                    i.record_key,
-                    i.content_hash,
-                    i.op,
-                    i.origin,
-                    i.batch_id,
-                    created,
-                ]
-                for i in items
-            ],
+        items_frame = pl.DataFrame(
+            {
+                "delivery_id": [delivery["delivery_id"]] * len(items),
+                "feed": [feed] * len(items),
+                "target": [target] * len(items),
+                "org_code": [org] * len(items),
+                "record_key": [i.record_key for i in items],
+                "content_hash": [i.content_hash for i in items],
+                "op": [i.op for i in items],
+                "_origin": [None if i.origin is None else str(i.origin) for i in items],
+                "_batch_id": [None if i.batch_id is None else str(i.batch_id) for i in items],
+                "created_at": [created] * len(items),
+            },
+            schema={**dict.fromkeys(ITEM_TEXT, pl.String), "created_at": pl.Datetime("us")},
         )
+        wh.load("feeds.delivery_item", items_frame)  # bulk: Arrow insert on DuckDB, COPY on PostgreSQL
 
 
 def unsent(wh: Warehouse, feed: str, target: str, org: str) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from marts.delivery import FeedRun, run_feed
 from marts.feed_config import Feed, Target, load_feeds, target_for
-from warehouse import Warehouse
+from warehouse import Warehouse, ensure_core
 
 
 class FeedError(RuntimeError):
@@ -43,13 +43,14 @@ def run_feeds(
 ) -> list[FeedRun]:
     """Run the chosen feeds (default: all) for each institution; raise FeedError after all ran if any failed."""
     results, errors = [], []
+    ensure_core(wh)  # once, not per feed × institution
     for feed in select_feeds(feeds):
         target = target_for(feed, data_dir, targets)
         for org in org_codes:
             if progress:
                 progress(f"feed {feed.name} → {target.name} for {org}")
             try:
-                results.append(run_feed(wh, feed, target, org, period, data_dir, sleep=sleep))
+                results.append(run_feed(wh, feed, target, org, period, data_dir, sleep=sleep, ensure=False))
             except Exception as exc:  # one institution's problem must not stop the others
                 errors.append(f"{feed.name} {org}: {type(exc).__name__}: {exc}")
     if errors:

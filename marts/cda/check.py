@@ -6,17 +6,35 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from functools import cache
 
 from marts.cda import DE_SYSTEM, DOC_ID_ROOT, GENDER_SYSTEM, LOINC, NS, ORG_ROOT, XSI, DocumentSpec, EntrySpec
 
-H = {"h": NS}
 TS = re.compile(r"^\d{8}(\d{4}(\d{2})?)?$")
 NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 XSI_TYPE = f"{{{XSI}}}type"
 
 
+@cache
+def _steps(path: str) -> tuple[str, ...]:
+    """'h:a/h:b' as Clark-notation tags ('{urn:hl7-org:v3}a', ...): plain tags take ElementTree's C fast path."""
+    return tuple(f"{{{NS}}}{step.removeprefix('h:')}" for step in path.split("/"))
+
+
 def _find(node: ET.Element, path: str) -> ET.Element | None:
-    return node.find(path, H)
+    found: ET.Element | None = node
+    for tag in _steps(path):
+        found = found.find(tag)
+        if found is None:
+            return None
+    return found
+
+
+def _findall(node: ET.Element, path: str) -> list[ET.Element]:
+    nodes = [node]
+    for tag in _steps(path):
+        nodes = [child for n in nodes for child in n.findall(tag)]
+    return nodes
 
 
 def _require(
@@ -36,7 +54,7 @@ def _require(
 
 
 def _has_id(node: ET.Element | None, root: str) -> bool:
-    return node is not None and any(i.get("root") == root and i.get("extension") for i in node.findall("h:id", H))
+    return node is not None and any(i.get("root") == root and i.get("extension") for i in _findall(node, "h:id"))
 
 
 def _header(doc: ET.Element, spec: DocumentSpec, errors: list[str]) -> None:
@@ -150,7 +168,7 @@ def check(spec: DocumentSpec, xml: str | bytes) -> list[str]:
         return [*errors, "body: structuredBody missing"]
     by_key = {(s.code or s.title): s for s in spec.sections}
     present: dict[str, ET.Element] = {}
-    for section in body.findall("h:component/h:section", H):
+    for section in _findall(body, "h:component/h:section"):
         code = _find(section, "h:code")
         title = _find(section, "h:title")
         key = code.get("code") if code is not None and code.get("code") else (title.text if title is not None else "")
@@ -169,7 +187,7 @@ def check(spec: DocumentSpec, xml: str | bytes) -> list[str]:
                 errors.append(f"{where} ({key}) required but missing")
             continue
         node = present[key]
-        if node.find("h:text", H) is None:
+        if _find(node, "h:text") is None:
             errors.append(f"{where}: narrative text missing")
         found = _observations(node)
         for entry in sec.entries:
@@ -179,7 +197,7 @@ def check(spec: DocumentSpec, xml: str | bytes) -> list[str]:
             for obs in hits[:1]:
                 _check_value(obs, entry, where, errors)
         for group in sec.groups:
-            organizers = [e for e in node.findall("h:entry/h:organizer", H)]
+            organizers = _findall(node, "h:entry/h:organizer")
             if group.required and not organizers:
                 errors.append(f"{where}: no {group.component} entries")
             for organizer in organizers:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -46,12 +47,22 @@ def _number(value: Any) -> str | None:
     return str(value).strip()
 
 
+ATTR_SPECIAL = re.compile(r'[&<>"\n\r\t]')
+TEXT_SPECIAL = re.compile(r"[&<>]")
+
+
 def _attr(name: str, value: Any) -> str:
-    return f" {name}={quoteattr(str(value))}" if value not in (None, "") else ""
+    if value is None or value == "":
+        return ""
+    text = str(value)
+    return f' {name}="{text}"' if ATTR_SPECIAL.search(text) is None else f" {name}={quoteattr(text)}"
 
 
 def _text(value: Any) -> str:
-    return escape(str(value)) if value not in (None, "") else ""
+    if value is None or value == "":
+        return ""
+    text = str(value)
+    return text if TEXT_SPECIAL.search(text) is None else escape(text)
 
 
 def _value(spec: EntrySpec, row: dict[str, Any]) -> tuple[str, str] | None:

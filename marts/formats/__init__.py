@@ -21,6 +21,7 @@ class Record:
     origin: str | None = None
     batch_id: str | None = None
     op: str = "I"
+    body: str | None = None  # canonical JSON of row + components, set by the delivery engine (hashed once)
 
 
 class BuildError(Exception):

@@ -29,7 +29,9 @@ class CdaFormat:
         self.spec = template(str(feed.options["template"]))
 
     def build(self, record: Record) -> dict[str, Any]:
-        body = json.dumps([record.row, record.components], sort_keys=True, default=str, ensure_ascii=False)
+        body = record.body or json.dumps(
+            [record.row, record.components], sort_keys=True, default=str, ensure_ascii=False
+        )
         set_id = f"{self.spec.code}-{hashlib.sha1(record.key.encode()).hexdigest()[:24]}"
         doc_id = f"{set_id}-{hashlib.sha1(body.encode()).hexdigest()[:8]}"
         xml = render(self.spec, record.row, record.components, doc_id, set_id)
