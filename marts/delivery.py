@@ -224,9 +224,16 @@ class _Run:
 
     def pages(self) -> Any:
         """Pages of staged records (by record key) with their components."""
+        # columns by name and the feed in the text: PostgreSQL (psycopg) prepares repeated statements, and the temp
+        # tables of another feed with the same names have other columns ("cached plan must not change result type")
+        tag = f"/* feed {self.feed.name} */"
+        row_cols = ", ".join(["_rk", "_ro", "_rb", "_sh", "_so", *(c.name for c in self.feed.columns)])
+        comp_cols = [", ".join(["_parent", "_seq", *(c.name for c in comp.columns)]) for comp in self.feed.components]
         last = ""
         while True:
-            rows = self.wh.query_dicts(f"SELECT * FROM feed_rows WHERE _rk > ? ORDER BY _rk LIMIT {PAGE_SIZE}", [last])
+            rows = self.wh.query_dicts(
+                f"SELECT {row_cols} FROM feed_rows WHERE _rk > ? ORDER BY _rk LIMIT {PAGE_SIZE} {tag}", [last]
+            )
             if not rows:
                 return
             low, last = rows[0]["_rk"], rows[-1]["_rk"]
@@ -234,7 +241,8 @@ class _Run:
             for i, comp in enumerate(self.feed.components):
                 by_parent: dict[str, list[dict[str, Any]]] = {}
                 for r in self.wh.query_dicts(
-                    f"SELECT * FROM feed_comp{i} WHERE _parent >= ? AND _parent <= ? ORDER BY _parent, _seq",
+                    f"SELECT {comp_cols[i]} FROM feed_comp{i} WHERE _parent >= ? AND _parent <= ? "
+                    f"ORDER BY _parent, _seq {tag}",
                     [low, last],
                 ):
                     del r["_seq"]

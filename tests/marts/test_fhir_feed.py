@@ -8,10 +8,13 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from marts.delivery import run_feed
-from marts.feed_config import Retry, Target, load_feeds
+from marts.feed_config import Retry, Target, feed
+from marts.formats import BuildError, Record
+from marts.formats.fhir import FhirFormat
 from warehouse import Warehouse
 
 PERIOD = "2026-11-01"
@@ -24,12 +27,12 @@ def _bundles(paths: list[Path]) -> list[dict]:
 
 
 def test_fhir_bundles_validate_and_are_sent_once(county):
-    feed = next(f for f in load_feeds() if f.name == "fhir_encounter")
+    fhir = feed("fhir_encounter")
     box = county.data_dir / "fhir_box"
     target = Target("box", str(box), retry=Retry(attempts=1))
     with Warehouse(county.url) as wh:
-        first = [run_feed(wh, feed, target, org, PERIOD, county.data_dir) for org in county.orgs]
-        second = [run_feed(wh, feed, target, org, PERIOD, county.data_dir) for org in county.orgs]
+        first = [run_feed(wh, fhir, target, org, PERIOD, county.data_dir) for org in county.orgs]
+        second = [run_feed(wh, fhir, target, org, PERIOD, county.data_dir) for org in county.orgs]
         encounters = wh.count("cdr.cdr__encounter")
         phones = {r[0] for r in wh.query("SELECT phone FROM cdr.cdr__patient WHERE phone IS NOT NULL")}
         excluded = wh.query_dicts("SELECT reason_code, reason FROM feeds.exclusion WHERE feed = 'fhir_encounter'")
@@ -49,6 +52,21 @@ def test_fhir_bundles_validate_and_are_sent_once(county):
             kinds[resource["resourceType"]] = kinds.get(resource["resourceType"], 0) + 1
             if resource["resourceType"] == "Condition":
                 icd10 += any(c.get("system") == ICD10 for c in resource["code"]["coding"])
-    assert {"Patient", "Encounter", "Condition", "Procedure", "Observation", "DiagnosticReport"} <= set(kinds), kinds
+    expected = {"Patient", "Encounter", "Condition", "Procedure", "Observation", "DiagnosticReport"}
+    expected |= {"MedicationRequest"}
+    assert expected <= set(kinds), kinds
     assert icd10 > 0.9 * kinds["Condition"], (icd10, kinds["Condition"])  # local codes go out as ICD-10
     assert all(x["reason_code"] and x["reason"] for x in excluded)
+
+
+def test_each_resource_of_a_bundle_is_validated():
+    """Resources are validated with their own R4B models: a bad value in any of them holds the record back; a
+    patient already validated in the run is not validated again, but a changed one is."""
+    fmt = FhirFormat(feed("fhir_encounter"))
+    row = {"patient_key": "P1", "empi_id": "E1", "sex_code": "1", "birth_date": "1970-01-01"}
+    bundle = fmt.build(Record("K1", "ORG", row, {"observations": [{"id": "O1", "display": "Hb", "value_num": 1}]}))
+    assert [e["resource"]["resourceType"] for e in bundle["entry"]] == ["Patient", "Encounter", "Observation"]
+    with pytest.raises(BuildError, match="effectiveDateTime"):
+        fmt.build(Record("K2", "ORG", row, {"observations": [{"id": "O2", "effective_time": "Oct 1st"}]}))
+    with pytest.raises(BuildError, match="birthDate"):
+        fmt.build(Record("K3", "ORG", {**row, "birth_date": "01/01/1970"}, {}))
