@@ -155,7 +155,7 @@ class _Run:
     def gate(self) -> None:
         wh, feed = self.wh, self.feed
         wh.execute("CREATE TEMP TABLE feed_excl (record_key VARCHAR, reason_code VARCHAR, reason VARCHAR)")
-        if not feed.gate_datasets:
+        if not feed.gate_datasets or not self.result.candidates:  # nothing new: nothing to gate
             return
         run_id = latest_gate_run(wh, self.org, list(feed.gate_datasets)) or latest_gate_run(wh)
         if run_id is None:
@@ -251,9 +251,10 @@ class _Run:
             yield rows, components
 
     def package(self, salt: str) -> None:
-        self.stage(salt)
         pending: list[tuple[Any, ledger.Item]] = []
-        for rows, components in self.pages():
+        if self.result.candidates:
+            self.stage(salt)
+        for rows, components in self.pages() if self.result.candidates else ():
             for row in rows:
                 key, origin, batch = row.pop("_rk"), row.pop("_ro"), row.pop("_rb")
                 seen_hash, seen_op = row.pop("_sh"), row.pop("_so")
@@ -360,6 +361,10 @@ class _Run:
         """Exclusion list, watermark: what the run saw, recorded in one transaction."""
         wh, f, t, o = self.wh, self.feed.name, self.target.name, self.org
         now = ledger.now_local()
+        if not self.result.candidates:  # nothing new: no exclusion to record or resolve, no watermark to move
+            for name in ("feed_cand", "feed_excl", *self.staged):
+                wh.execute(f"DROP TABLE IF EXISTS {name}")
+            return
         with wh.transaction():
             if self.failures:
                 wh.load(
