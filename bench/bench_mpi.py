@@ -143,6 +143,7 @@ def part_match(work: Path) -> dict:
         "review_candidates": result.candidates, "wall_s": round(wall, 1),
         "records_per_s": round(result.identities / wall), "rerun_s": round(rerun, 1), "rerun_new": again.new,
         "peak_rss_mb": round(_rss_mb()), "rss_before_match_mb": round(rss_before), **_truth_pr(frame, "empi_id"),
+        "stages_s_rss_mb": result.stages,
     }  # fmt: skip
 
 

@@ -7,7 +7,10 @@ input finds nothing new and writes nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import resource
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -20,6 +23,22 @@ from mpi.store import candidate_id, empi_for_key, new_event_id, now, replace_row
 from warehouse import Warehouse, ensure_core
 
 KEY = ["org_code", "source_system", "local_id"]
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageTimer:
+    """Wall seconds and peak RSS (MB) after each stage of a run, logged at INFO (`bench/bench_mpi.py` prints them)."""
+
+    stages: dict[str, tuple[float, int]] = field(default_factory=dict)
+    _t: float = field(default_factory=time.perf_counter)
+
+    def __call__(self, stage: str) -> None:
+        now_t = time.perf_counter()
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        self.stages[stage] = (round(now_t - self._t, 2), int(rss))
+        log.info("mpi stage %s: %.2f s, peak RSS %d MB", stage, now_t - self._t, rss)
+        self._t = now_t
 
 
 @dataclass(frozen=True)
@@ -31,14 +50,16 @@ class LinkResult:
     linked_pairs: int
     candidates: int
     persons: int
+    stages: dict[str, tuple[float, int]] = field(default_factory=dict, compare=False)
 
 
 def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, Any] | None = None) -> LinkResult:
     """Match every new or changed identity in raw against the index and persist person/xref/candidate/event."""
     settings = settings or load_settings()
+    timer = StageTimer()
     ensure_core(wh)
     ensure_lookup_indexes(wh)
-    current = _current_identities(wh, townships)
+    current = _current_identities(wh, townships, timer)
     xref = wh.query_df("SELECT org_code, source_system, local_id, empi_id FROM mpi.xref")
     if xref.height == 0:
         xref = pl.DataFrame(schema={**{k: pl.String for k in KEY}, "empi_id": pl.String})
@@ -53,17 +74,23 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
         .with_columns(pl.col("rid").cast(pl.Int64))
     )
     del current, xref
+    timer("join_index")
     n_new = int(frame["is_unlinked"].sum())
     n_changed = int((frame["is_new"] & ~frame["is_unlinked"]).sum())
     if n_new == 0 and n_changed == 0:
         persons = wh.count("mpi.person", "status = 'active'")
-        return LinkResult(frame.height, 0, 0, 0, 0, 0, persons)
+        return LinkResult(frame.height, 0, 0, 0, 0, 0, persons, timer.stages)
 
     pairs = score_pairs(frame, settings)
+    timer("block_score")
     existing = frame.filter(pl.col("empi_id").is_not_null()).group_by("empi_id").agg(pl.col("rid").sort())
-    valid = [v if ok else None for v, ok in zip(frame["id_no"], frame["id_valid"], strict=True)]
+    # valid 身份证号 only of the identities clustering can touch (in a pair or an existing person)
+    involved = pl.concat([pairs["rid_l"], pairs["rid_r"], existing["rid"].explode()]).unique()
+    valid_rows = frame.select("rid", "id_no", "id_valid").filter(pl.col("id_valid") & pl.col("rid").is_in(involved.implode()))
+    valid = dict(zip(valid_rows["rid"].to_list(), valid_rows["id_no"].to_list(), strict=True))
     result = cluster(frame.height, pairs, valid, existing["rid"].to_list(), settings)
-    del pairs, existing, valid
+    del pairs, existing, valid, valid_rows, involved
+    timer("cluster")
 
     at = now()
     frame = frame.with_columns(pl.Series("root", result.root, dtype=pl.Int64))
@@ -129,6 +156,8 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
         .rename({"assigned": "empi_id"})
     )
     persons = golden_records(members, at)
+    del members
+    timer("golden")
     created = wh.query_df("SELECT empi_id, created_at AS old_created FROM mpi.person")
     if created.height:
         persons = (
@@ -171,6 +200,7 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
         )
         wh.load("mpi.event", events)
         write_link_stats(wh, at)
+    timer("persist")
     return LinkResult(
         identities=frame.height,
         new=n_new,
@@ -179,12 +209,14 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
         linked_pairs=len(result.link_method),
         candidates=len(cands),
         persons=wh.count("mpi.person", "status = 'active'"),
+        stages=timer.stages,
     )
 
 
-def _current_identities(wh: Warehouse, townships: list[dict[str, str]]) -> pl.DataFrame:
+def _current_identities(wh: Warehouse, townships: list[dict[str, str]], timer: StageTimer) -> pl.DataFrame:
     """Every current identity, normalized; only new or changed raw identities are normalized again (`is_new`)."""
     raw = ids.read_raw_identities(wh)
+    timer("read_raw")
     stored = wh.query_df("SELECT org_code, source_system, local_id, content_hash AS stored_hash FROM mpi.identity")
     if stored.height == 0:
         stored = pl.DataFrame(schema={**{k: pl.String for k in KEY}, "stored_hash": pl.String})
@@ -192,6 +224,7 @@ def _current_identities(wh: Warehouse, townships: list[dict[str, str]]) -> pl.Da
         (pl.col("stored_hash").is_null() | (pl.col("stored_hash") != pl.col("raw_hash"))).alias("is_new")
     )
     fresh = ids.normalize_identities(raw.filter("is_new"), townships).with_columns(pl.lit(True).alias("is_new"))
+    timer("normalize")
     unchanged = raw.filter(~pl.col("is_new")).select(KEY)
     if unchanged.height == 0:
         return fresh

@@ -115,19 +115,20 @@ class Clustering:
 def cluster(
     n: int,
     pairs: pl.DataFrame,
-    valid_ids: list[str | None],
+    valid_ids: dict[int, str],
     groups: list[list[int]],
     settings: dict[str, Any] | None = None,
 ) -> Clustering:
     """Greedy clustering of auto-link pairs, strongest first.
 
+    `valid_ids`: rid → valid 身份证号 (at least those of the rids in `pairs` and `groups`).
     `groups`: rids already sharing an EMPI id (pre-joined; two existing EMPIs are never joined automatically —
     that becomes a review pair). A union that would put two different valid 身份证号 in one person is refused.
     """
     settings = settings or load_settings()
     auto = float(settings["thresholds"]["auto_link_weight"])
     parent = list(range(n))
-    ids: dict[int, set[str]] = {i: {v} for i, v in enumerate(valid_ids) if v}
+    ids: dict[int, set[str]] = {i: {v} for i, v in valid_ids.items() if v}
     existing: dict[int, bool] = {}
 
     def find(x: int) -> int:
