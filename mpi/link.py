@@ -86,7 +86,9 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
     existing = frame.filter(pl.col("empi_id").is_not_null()).group_by("empi_id").agg(pl.col("rid").sort())
     # valid 身份证号 only of the identities clustering can touch (in a pair or an existing person)
     involved = pl.concat([pairs["rid_l"], pairs["rid_r"], existing["rid"].explode()]).unique()
-    valid_rows = frame.select("rid", "id_no", "id_valid").filter(pl.col("id_valid") & pl.col("rid").is_in(involved.implode()))
+    valid_rows = frame.select("rid", "id_no", "id_valid").filter(
+        pl.col("id_valid") & pl.col("rid").is_in(involved.implode())
+    )
     valid = dict(zip(valid_rows["rid"].to_list(), valid_rows["id_no"].to_list(), strict=True))
     result = cluster(frame.height, pairs, valid, existing["rid"].to_list(), settings)
     del pairs, existing, valid, valid_rows, involved
@@ -96,7 +98,7 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
     frame = frame.with_columns(pl.Series("root", result.root, dtype=pl.Int64))
     # EMPI of a component: its existing id, else one derived from its first new identity (by key order).
     roots = (
-        frame.sort("rid")
+        frame.select("root", "empi_id", *KEY)  # rows are in rid order
         .group_by("root", maintain_order=True)
         .agg(
             pl.col("empi_id").drop_nulls().first().alias("old"), pl.col("org_code", "source_system", "local_id").first()
@@ -110,7 +112,12 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
             ),
         ).alias("assigned")
     )
-    frame = frame.join(roots.select("root", "assigned", pl.col("old").is_null().alias("founded")), on="root")
+    # two new columns by lookup (a join would copy every column of the frame)
+    frame = frame.with_columns(
+        pl.col("root").replace_strict(roots["root"], roots["assigned"]).alias("assigned"),
+        pl.col("root").replace_strict(roots["root"], roots["old"].is_null()).alias("founded"),
+    )
+    del roots
     methods = pl.DataFrame(
         {
             "rid": list(result.link_method),
@@ -119,7 +126,11 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
         },
         schema={"rid": pl.Int64, "link_method": pl.String, "link_score": pl.Float64},
     )
-    new_rows = frame.filter("is_unlinked").join(methods, on="rid", how="left")
+    new_rows = (
+        frame.select("rid", *KEY, "assigned", "founded", "is_unlinked")
+        .filter("is_unlinked")
+        .join(methods, on="rid", how="left")
+    )
     new_xref = new_rows.select(
         *KEY,
         pl.col("assigned").alias("empi_id"),
@@ -148,6 +159,7 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
         if candidate_id(a, b) not in known
     ]
 
+    timer("assign")
     affected = frame.filter("is_new").select(pl.col("assigned").alias("empi_id")).unique()
     golden_input = ["org_code", "source_system", "local_id", "updated_at", "id_valid", *PERSON_FIELDS]
     members = (
@@ -165,7 +177,12 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
             .with_columns(pl.coalesce("old_created", "created_at").alias("created_at"))
             .drop("old_created")
         )
-    identity_rows = frame.filter("is_new").select(*ids.IDENTITY_COLUMNS).with_columns(pl.lit(at).alias("matched_at"))
+    identity_rows = frame.select(*ids.IDENTITY_COLUMNS, "is_new")
+    if not identity_rows["is_new"].all():
+        identity_rows = identity_rows.filter("is_new")
+    identity_rows = identity_rows.drop("is_new").with_columns(pl.lit(at).alias("matched_at"))
+    n_identities = frame.height
+    del frame
     events = pl.concat(
         [
             new_persons.select(
@@ -189,8 +206,10 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
         pl.lit(at).alias("at"),
         pl.lit(None, pl.String).alias("detail"),
     )
+    timer("prepare")
     with wh.transaction():
         replace_rows(wh, "mpi.identity", identity_rows, KEY)
+        timer("write_identity")
         wh.load("mpi.xref", new_xref)
         replace_rows(wh, "mpi.person", persons, ["empi_id"])
         wh.executemany(
@@ -198,11 +217,14 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
             "decided_by, decided_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             cands,
         )
+        timer("write_xref_person")
         wh.load("mpi.event", events)
+        timer("write_event")
         write_link_stats(wh, at)
-    timer("persist")
+        timer("link_stats")
+    timer("commit")
     return LinkResult(
-        identities=frame.height,
+        identities=n_identities,
         new=n_new,
         changed=n_changed,
         new_persons=new_persons.height,
