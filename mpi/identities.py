@@ -90,6 +90,8 @@ def read_raw_identities(wh: Warehouse) -> pl.DataFrame:
     if sql is None:
         cols = ("org_code", "source_system", *_COLS, "origin", "source_table", "raw_hash")
         return pl.DataFrame(schema={c: pl.String for c in cols} | {"updated_at": pl.Datetime("us")})
+    # in key order (the MPI numbers identities in that order; on DuckDB it then needs no sort of its own)
+    sql = f"SELECT * FROM ({sql}) AS identities ORDER BY org_code, source_system, local_id"
     df = wh.query_df(sql.replace("VARCHAR", "TEXT") if wh.dialect == "postgres" else sql)
     return df.drop("_rank", "prio", "ingested_at")
 

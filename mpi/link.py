@@ -61,19 +61,16 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
     ensure_lookup_indexes(wh)
     current = _current_identities(wh, townships, timer)
     xref = wh.query_df("SELECT org_code, source_system, local_id, empi_id FROM mpi.xref")
+    # joins and sorts copy every column: skipped when there is nothing to join or the rows are already in order
     if xref.height == 0:
-        xref = pl.DataFrame(schema={**{k: pl.String for k in KEY}, "empi_id": pl.String})
-    frame = (
-        current.join(xref, on=KEY, how="left")
-        .with_columns(
-            pl.col("empi_id").is_null().alias("is_unlinked"),
-            pl.col("is_new").fill_null(True),
-        )
-        .sort(KEY)
-        .with_row_index("rid")
-        .with_columns(pl.col("rid").cast(pl.Int64))
-    )
+        frame = current.with_columns(pl.lit(None, pl.String).alias("empi_id"))
+    else:
+        frame = current.join(xref, on=KEY, how="left", maintain_order="left")
     del current, xref
+    frame = frame.with_columns(pl.col("empi_id").is_null().alias("is_unlinked"), pl.col("is_new").fill_null(True))
+    if not _is_sorted(frame, KEY):
+        frame = frame.sort(KEY)
+    frame = frame.with_row_index("rid").with_columns(pl.col("rid").cast(pl.Int64))
     timer("join_index")
     n_new = int(frame["is_unlinked"].sum())
     n_changed = int((frame["is_new"] & ~frame["is_unlinked"]).sum())
@@ -162,11 +159,9 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
     timer("assign")
     affected = frame.filter("is_new").select(pl.col("assigned").alias("empi_id")).unique()
     golden_input = ["org_code", "source_system", "local_id", "updated_at", "id_valid", *PERSON_FIELDS]
-    members = (
-        frame.select("assigned", *golden_input)
-        .join(affected, left_on="assigned", right_on="empi_id")
-        .rename({"assigned": "empi_id"})
-    )
+    members = frame.select(pl.col("assigned").alias("empi_id"), *golden_input)
+    if not frame["is_new"].all():  # (a first run: every person is affected)
+        members = members.join(affected, on="empi_id")
     persons = golden_records(members, at)
     del members
     timer("golden")
@@ -206,12 +201,16 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
         pl.lit(at).alias("at"),
         pl.lit(None, pl.String).alias("detail"),
     )
+    del new_rows
     timer("prepare")
     with wh.transaction():
         replace_rows(wh, "mpi.identity", identity_rows, KEY)
+        del identity_rows  # each frame is dropped once written (bounded peak memory)
         timer("write_identity")
         wh.load("mpi.xref", new_xref)
+        del new_xref
         replace_rows(wh, "mpi.person", persons, ["empi_id"])
+        del persons
         wh.executemany(
             "INSERT INTO mpi.candidate (candidate_id, left_empi_id, right_empi_id, score, status, created_at, "
             "decided_by, decided_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -219,6 +218,7 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
         )
         timer("write_xref_person")
         wh.load("mpi.event", events)
+        del events
         timer("write_event")
         write_link_stats(wh, at)
         timer("link_stats")
@@ -240,9 +240,11 @@ def _current_identities(wh: Warehouse, townships: list[dict[str, str]], timer: S
     raw = ids.read_raw_identities(wh)
     timer("read_raw")
     stored = wh.query_df("SELECT org_code, source_system, local_id, content_hash AS stored_hash FROM mpi.identity")
-    if stored.height == 0:
-        stored = pl.DataFrame(schema={**{k: pl.String for k in KEY}, "stored_hash": pl.String})
-    raw = raw.join(stored, on=KEY, how="left").with_columns(
+    if stored.height == 0:  # a first run: everything is new (no join, no filter copying the raw identities)
+        fresh = ids.normalize_identities(raw, townships).with_columns(pl.lit(True).alias("is_new"))
+        timer("normalize")
+        return fresh
+    raw = raw.join(stored, on=KEY, how="left", maintain_order="left").with_columns(
         (pl.col("stored_hash").is_null() | (pl.col("stored_hash") != pl.col("raw_hash"))).alias("is_new")
     )
     fresh = ids.normalize_identities(raw.filter("is_new"), townships).with_columns(pl.lit(True).alias("is_new"))
@@ -256,6 +258,18 @@ def _current_identities(wh: Warehouse, townships: list[dict[str, str]], timer: S
         pl.lit(False).alias("is_new")
     )
     return pl.concat([fresh, old])
+
+
+def _is_sorted(frame: pl.DataFrame, key: list[str]) -> bool:
+    """Whether the rows are in ascending order of `key` (no nulls in it), as `frame.sort(key)` would put them."""
+    if frame.height < 2:
+        return True
+    before, same = pl.lit(False), pl.lit(True)
+    for k in key:
+        a, b = pl.col(k), pl.col(k).shift(-1)
+        before, same = before | (same & (a < b)), same & (a == b)
+    ordered = (before | same).fill_null(False).slice(0, frame.height - 1)
+    return bool(frame.select(ordered.all()).item())
 
 
 def write_link_stats(wh: Warehouse, at: Any) -> None:
