@@ -61,8 +61,8 @@ def golden_records(members: pl.DataFrame, now: datetime) -> pl.DataFrame:
         con.register("members", members.select(cols).to_arrow())
         out = pl.from_arrow(
             con.sql(
-                f"WITH sizes AS (SELECT empi_id, count(*) AS n FROM members GROUP BY empi_id), "
-                "multi AS (SELECT m.* FROM members AS m JOIN sizes USING (empi_id) WHERE sizes.n > 1), "
+                f"WITH sizes AS MATERIALIZED (SELECT empi_id, count(*) AS n FROM members GROUP BY empi_id), "
+                "multi AS MATERIALIZED (SELECT m.* FROM members AS m JOIN sizes USING (empi_id) WHERE sizes.n > 1), "
                 f"{ctes}, e AS (SELECT DISTINCT empi_id FROM multi) "
                 f"SELECT e.empi_id, {', '.join(fields)} FROM e {joins} UNION ALL "
                 f"SELECT m.empi_id, {', '.join(f'm.{c}' for c in fields)} FROM members AS m JOIN sizes USING (empi_id) "

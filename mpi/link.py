@@ -101,14 +101,14 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
             pl.col("empi_id").drop_nulls().first().alias("old"), pl.col("org_code", "source_system", "local_id").first()
         )
     )
+    founders = roots.filter(pl.col("old").is_null())
+    derived = [empi_for_key(*k) for k in zip(*(founders[c].to_list() for c in KEY), strict=True)]
     roots = roots.with_columns(
-        pl.coalesce(
-            "old",
-            pl.struct("org_code", "source_system", "local_id").map_elements(
-                lambda k: empi_for_key(k["org_code"], k["source_system"], k["local_id"]), return_dtype=pl.String
-            ),
-        ).alias("assigned")
+        pl.col("old")
+        .fill_null(pl.col("root").replace_strict(founders["root"], pl.Series(derived, dtype=pl.String), default=None))
+        .alias("assigned")
     )
+    del founders, derived
     # two new columns by lookup (a join would copy every column of the frame)
     frame = frame.with_columns(
         pl.col("root").replace_strict(roots["root"], roots["assigned"]).alias("assigned"),
@@ -283,11 +283,14 @@ def write_link_stats(wh: Warehouse, at: Any) -> None:
             SELECT org_code, source_system, empi_id, link_method,
                    count(*) OVER (PARTITION BY empi_id) AS members
             FROM mpi.xref
+        ), side AS (  -- each open candidate by both its EMPI ids (two equi-joins, not one OR-join)
+            SELECT candidate_id, left_empi_id AS empi_id FROM mpi.candidate WHERE status = 'open'
+            UNION ALL
+            SELECT candidate_id, right_empi_id FROM mpi.candidate WHERE status = 'open'
         ), oc AS (
             SELECT x.org_code, x.source_system, count(DISTINCT c.candidate_id) AS open_candidates
-            FROM mpi.candidate AS c
-            JOIN mpi.xref AS x ON x.empi_id = c.left_empi_id OR x.empi_id = c.right_empi_id
-            WHERE c.status = 'open'
+            FROM side AS c
+            JOIN mpi.xref AS x ON x.empi_id = c.empi_id
             GROUP BY x.org_code, x.source_system
         )
         SELECT x.org_code, x.source_system, count(*),

@@ -167,5 +167,14 @@ def cluster(
                     result.link_method[rid] = (method, float(weight))
         elif not conflict or weight < EXACT_WEIGHT:
             result.review.append((rid_l, rid_r, float(weight)))
-    result.root = np.fromiter((find(i) for i in range(n)), dtype=np.int64, count=n)
+    result.root = _roots(np.asarray(parent, dtype=np.int64))
     return result
+
+
+def _roots(parent: np.ndarray) -> np.ndarray:
+    """The root of every element of a union-find forest, by vectorized pointer jumping (what `find` follows)."""
+    while True:
+        jumped = parent[parent]
+        if np.array_equal(jumped, parent):
+            return parent
+        parent = jumped
