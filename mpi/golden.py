@@ -19,8 +19,9 @@ def rules() -> dict[str, Any]:
     return yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
 
 
-_ORDER = {"valid_id": "_valid DESC", "most_frequent": "_freq DESC", "source_priority": "_prio ASC",
-          "most_recent": "_upd DESC"}  # fmt: skip
+# each criterion as an ascending sort key (best first), compared in order inside one struct
+_ORDER = {"valid_id": "NOT _valid", "most_frequent": "-_freq", "source_priority": "_prio",
+          "most_recent": "-epoch_us(_upd)"}  # fmt: skip
 
 
 def _quote(value: str) -> str:
@@ -31,9 +32,10 @@ def _surviving_sql(column: str, criteria: list[str]) -> str:
     """SQL: empi_id → surviving value of `column` (ties broken by the value, then the identity key)."""
     priority = rules()["source_priority"]
     prio = " ".join(f"WHEN {_quote(s)} THEN {i}" for i, s in enumerate(priority))
-    order = ", ".join([*(_ORDER[c] for c in criteria), "v", "org_code", "source_system", "local_id"])
+    keys = [*(_ORDER[c] for c in criteria), "v", "org_code", "source_system", "local_id"]
+    order = ", ".join(f"k{i} := {k}" for i, k in enumerate(keys))
     return f"""
-        SELECT empi_id, first(v ORDER BY {order}) AS {column}
+        SELECT empi_id, arg_min(v, struct_pack({order})) AS {column}
         FROM (
             SELECT empi_id, {column} AS v, org_code, source_system, local_id,
                    count(*) OVER (PARTITION BY empi_id, {column}) AS _freq,
