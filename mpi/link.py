@@ -60,6 +60,8 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
     ensure_core(wh)
     ensure_lookup_indexes(wh)
     current = _current_identities(wh, townships, timer)
+    if isinstance(current, int):  # nothing new, changed or unlinked in raw: nothing to do
+        return LinkResult(current, 0, 0, 0, 0, 0, wh.count("mpi.person", "status = 'active'"), timer.stages)
     xref = wh.query_df("SELECT org_code, source_system, local_id, empi_id FROM mpi.xref")
     # joins and sorts copy every column: skipped when there is nothing to join or the rows are already in order
     if xref.height == 0:
@@ -235,8 +237,10 @@ def run_mpi(wh: Warehouse, townships: list[dict[str, str]], settings: dict[str, 
     )
 
 
-def _current_identities(wh: Warehouse, townships: list[dict[str, str]], timer: StageTimer) -> pl.DataFrame:
-    """Every current identity, normalized; only new or changed raw identities are normalized again (`is_new`)."""
+def _current_identities(wh: Warehouse, townships: list[dict[str, str]], timer: StageTimer) -> pl.DataFrame | int:
+    """Every current identity, normalized; only new or changed raw identities are normalized again (`is_new`).
+
+    Just their number when none is new or changed and every one has a cross-reference (a re-run)."""
     raw = ids.read_raw_identities(wh)
     timer("read_raw")
     stored = wh.query_df("SELECT org_code, source_system, local_id, content_hash AS stored_hash FROM mpi.identity")
@@ -247,6 +251,11 @@ def _current_identities(wh: Warehouse, townships: list[dict[str, str]], timer: S
     raw = raw.join(stored, on=KEY, how="left", maintain_order="left").with_columns(
         (pl.col("stored_hash").is_null() | (pl.col("stored_hash") != pl.col("raw_hash"))).alias("is_new")
     )
+    if not raw["is_new"].any():
+        linked = wh.query_df("SELECT org_code, source_system, local_id FROM mpi.xref")
+        if raw.select(KEY).join(linked, on=KEY, how="anti").height == 0:
+            timer("compare")
+            return raw.height
     fresh = ids.normalize_identities(raw.filter("is_new"), townships).with_columns(pl.lit(True).alias("is_new"))
     timer("normalize")
     unchanged = raw.filter(~pl.col("is_new")).select(KEY)
