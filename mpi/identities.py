@@ -90,17 +90,62 @@ def read_raw_identities(wh: Warehouse) -> pl.DataFrame:
     if sql is None:
         cols = ("org_code", "source_system", *_COLS, "origin", "source_table", "raw_hash")
         return pl.DataFrame(schema={c: pl.String for c in cols} | {"updated_at": pl.Datetime("us")})
+    # in key order (the MPI numbers identities in that order; on DuckDB it then needs no sort of its own)
+    sql = f"SELECT * FROM ({sql}) AS identities ORDER BY org_code, source_system, local_id"
     df = wh.query_df(sql.replace("VARCHAR", "TEXT") if wh.dialect == "postgres" else sql)
     return df.drop("_rank", "prio", "ingested_at")
 
 
-def _mapped(values: pl.Expr | str, fn: Any, frame: pl.DataFrame, dtype: Any = pl.String) -> pl.Series:
-    """Apply a scalar normalizer once per distinct value (names, dates, addresses repeat a lot)."""
+def _mapped(values: pl.Expr | str, fn: Any, frame: pl.DataFrame, dtype: Any = pl.String,
+            where: pl.Expr | None = None) -> pl.Series:  # fmt: skip
+    """Apply a scalar normalizer once per distinct value (names, dates, addresses repeat a lot); with `where`,
+    only to the values of the rows it selects (the others map to null: callers use them in a `when` branch)."""
     column = frame.select(pl.col(values) if isinstance(values, str) else values).to_series()
-    table = {v: fn(v) for v in column.unique().drop_nulls().to_list()}
-    if not table:
+    chosen = column if where is None else frame.filter(where).select(column.name).to_series()
+    old = chosen.unique().drop_nulls()
+    if old.len() == 0:
         return pl.Series(column.name, [None] * len(column), dtype=dtype)
-    return column.replace_strict(table, default=None, return_dtype=dtype)
+    new = pl.Series([fn(v) for v in old.to_list()], dtype=dtype)
+    return column.replace_strict(old, new, default=None, return_dtype=dtype)
+
+
+def _pinyin_column(names: pl.Series) -> pl.Series:
+    """Vectorized `nz.name_pinyin`: each distinct character converted once, names rebuilt from their characters."""
+    distinct = names.unique().drop_nulls()
+    distinct = distinct.filter(distinct != "")
+    if distinct.len() == 0:
+        return pl.Series(names.name, [None] * len(names), dtype=pl.String)
+    chars = distinct.str.split("")
+    alphabet = chars.explode().unique().drop_nulls()
+    readings = pl.Series([nz._char_pinyin(c) for c in alphabet.to_list()], dtype=pl.String)
+    pinyin = chars.list.eval(pl.element().replace_strict(alphabet, readings)).list.join(" ")
+    return names.replace_strict(distinct, pinyin, default=None, return_dtype=pl.String)
+
+
+def _township_columns(address: pl.Series, townships: list[dict[str, str]]) -> tuple[pl.Series, pl.Series]:
+    """Vectorized `nz.township_code` (the longest contained township name, first listed on ties) and
+    `nz.address_detail` (what follows that name; the last 12 characters when no township is named), computed once
+    per distinct address."""
+    distinct = address.unique().drop_nulls()
+    if distinct.len() == 0:
+        none = pl.Series(address.name, [None] * len(address), dtype=pl.String)
+        return none, none
+    ordered = sorted(townships, key=lambda t: -len(str(t["name"])))  # stable: ties keep the listed order
+    a = pl.col("a")
+    code: Any = pl.lit(None, pl.String)
+    for t in reversed(ordered):
+        code = pl.when(a.str.contains(str(t["name"]), literal=True)).then(pl.lit(str(t["code"]))).otherwise(code)
+    table = pl.DataFrame({"a": distinct}).with_columns(code.alias("code"))
+    parts = [table.filter(pl.col("code").is_null()).with_columns(a.str.slice(-12).alias("detail"))]
+    for t in townships:
+        after = a.str.splitn(str(t["name"]), 2).struct.field("field_1")
+        sub = table.filter(pl.col("code") == str(t["code"]))
+        parts.append(sub.with_columns(pl.when(after != "").then(after).alias("detail")))
+    table = pl.concat(parts)
+    return (
+        address.replace_strict(table["a"], table["code"], default=None, return_dtype=pl.String),
+        address.replace_strict(table["a"], table["detail"], default=None, return_dtype=pl.String),
+    )
 
 
 _NON_ASCII = r"[^\x00-\x7f]"
@@ -109,7 +154,16 @@ _WEIGHTS = nz.ID_WEIGHTS
 
 def _check_char(body: pl.Expr) -> pl.Expr:
     """GB 11643 check character of the 17-digit `body` (null when not 17 digits)."""
-    total = sum(body.str.slice(i, 1).cast(pl.Int64, strict=False) * w for i, w in enumerate(_WEIGHTS))
+    return body.map_batches(_check_series, return_dtype=pl.String)
+
+
+def _check_series(body: pl.Series) -> pl.Series:
+    """`_check_char` over a column: digits by integer arithmetic on the parsed body (17 digits fit an Int64),
+    evaluated once, not one string slice per digit."""
+    body = body.str.slice(0, 17)
+    number = pl.select(pl.when(body.str.contains(r"^\d{17}$")).then(body.str.to_integer(strict=False))).to_series()
+    total = sum(((number // 10 ** (16 - i)) % 10) * w for i, w in enumerate(_WEIGHTS))
+    assert isinstance(total, pl.Series)
     return (total % 11).replace_strict({i: c for i, c in enumerate(nz.ID_CHECK)}, default=None,
                                        return_dtype=pl.String)  # fmt: skip
 
@@ -119,7 +173,7 @@ def _id_columns(frame: pl.DataFrame) -> pl.DataFrame:
     ascii_clean = pl.col("id_raw").str.replace_all(r"[\s\u3000·•・.]+", "").str.to_uppercase().replace("", None)
     cleaned = frame.with_columns(
         pl.when(pl.col("id_raw").str.contains(_NON_ASCII))
-        .then(_mapped("id_raw", nz.clean_id, frame))
+        .then(_mapped("id_raw", nz.clean_id, frame, where=pl.col("id_raw").str.contains(_NON_ASCII)))
         .otherwise(ascii_clean)
         .alias("_clean")
     )
@@ -162,7 +216,14 @@ def _phone_column(frame: pl.DataFrame) -> pl.Series:
     """Vectorized `nz.normalize_phone`."""
     with_ascii = frame.with_columns(
         pl.when(pl.col("phone").str.contains(_NON_ASCII))
-        .then(_mapped("phone", lambda v: unicodedata.normalize("NFKC", v), frame))
+        .then(
+            _mapped(
+                "phone",
+                lambda v: unicodedata.normalize("NFKC", v),
+                frame,
+                where=pl.col("phone").str.contains(_NON_ASCII),
+            )
+        )
         .otherwise(pl.col("phone"))
         .alias("_p")
     )
@@ -183,7 +244,6 @@ def normalize_identities(raw: pl.DataFrame, townships: list[dict[str, str]]) -> 
     updated_at, origin, source_table and raw_hash (kept as content_hash)."""
     if raw.height == 0:
         return pl.DataFrame(schema=IDENTITY_SCHEMA)
-    towns = {str(t["code"]): str(t["name"]) for t in townships}
     df = raw.with_columns(
         _mapped("name", nz.normalize_name, raw).alias("name"),
         _mapped("sex", nz.normalize_sex, raw).alias("sex_code"),
@@ -194,10 +254,9 @@ def normalize_identities(raw: pl.DataFrame, townships: list[dict[str, str]]) -> 
         _mapped("address", nz.normalize_address, raw).alias("address"),
     )
     df = _id_columns(df)
-    df = df.with_columns(
-        _mapped("name", nz.name_pinyin, df).alias("name_pinyin"),
-        _mapped("address", lambda a: nz.township_code(a, townships), df).alias("township_code"),
-    )
+    town_code, town_detail = _township_columns(df["address"], townships)
+    df = df.with_columns(_pinyin_column(df["name"]).alias("name_pinyin"), town_code.alias("township_code"),
+                         town_detail.alias("address_detail"))  # fmt: skip
     key = pl.col("name_pinyin").str.replace_all(" ", "")
     for a, b in (("zh", "z"), ("ch", "c"), ("sh", "s"), ("ng", "n")):
         key = key.str.replace_all(a, b, literal=True)
@@ -208,9 +267,6 @@ def normalize_identities(raw: pl.DataFrame, townships: list[dict[str, str]]) -> 
         .then(pl.col("name").str.slice(0, 2))
         .otherwise(pl.col("name").str.slice(0, 1))
         .alias("surname"),
-        _mapped("address", lambda a: nz.address_detail(a, towns.get(nz.township_code(a, townships) or "")), df).alias(
-            "address_detail"
-        ),
         pl.col("raw_hash").alias("content_hash"),
         pl.col("updated_at").cast(pl.Datetime("us")),
     )

@@ -115,19 +115,20 @@ class Clustering:
 def cluster(
     n: int,
     pairs: pl.DataFrame,
-    valid_ids: list[str | None],
+    valid_ids: dict[int, str],
     groups: list[list[int]],
     settings: dict[str, Any] | None = None,
 ) -> Clustering:
     """Greedy clustering of auto-link pairs, strongest first.
 
+    `valid_ids`: rid → valid 身份证号 (at least those of the rids in `pairs` and `groups`).
     `groups`: rids already sharing an EMPI id (pre-joined; two existing EMPIs are never joined automatically —
     that becomes a review pair). A union that would put two different valid 身份证号 in one person is refused.
     """
     settings = settings or load_settings()
     auto = float(settings["thresholds"]["auto_link_weight"])
     parent = list(range(n))
-    ids: dict[int, set[str]] = {i: {v} for i, v in enumerate(valid_ids) if v}
+    ids: dict[int, set[str]] = {i: {v} for i, v in valid_ids.items() if v}
     existing: dict[int, bool] = {}
 
     def find(x: int) -> int:
@@ -166,5 +167,14 @@ def cluster(
                     result.link_method[rid] = (method, float(weight))
         elif not conflict or weight < EXACT_WEIGHT:
             result.review.append((rid_l, rid_r, float(weight)))
-    result.root = np.fromiter((find(i) for i in range(n)), dtype=np.int64, count=n)
+    result.root = _roots(np.asarray(parent, dtype=np.int64))
     return result
+
+
+def _roots(parent: np.ndarray) -> np.ndarray:
+    """The root of every element of a union-find forest, by vectorized pointer jumping (what `find` follows)."""
+    while True:
+        jumped = parent[parent]
+        if np.array_equal(jumped, parent):
+            return parent
+        parent = jumped

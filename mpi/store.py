@@ -35,6 +35,8 @@ def replace_rows(wh: Warehouse, table: str, frame: pl.DataFrame, key: list[str])
     """Delete the rows of `table` whose key is in `frame`, then insert `frame` (inside the caller's transaction)."""
     if frame.height == 0:
         return 0
+    if not wh.query(f"SELECT 1 FROM {table} LIMIT 1"):  # empty (a first run): nothing to replace
+        return wh.load(table, frame)
     stage = "_mpi_stage_" + table.split(".")[1]
     wh.execute(f"DROP TABLE IF EXISTS {stage}")
     wh.execute(f"CREATE TEMP TABLE {stage} AS SELECT * FROM {table} WHERE 1 = 0")

@@ -151,3 +151,32 @@ def test_lookups(indexed):
     assert hits == sorted(hits, key=lambda h: -h["weight"])
     by_id = lookup.search(wh, id_no=person["id_no"])
     assert by_id[0]["empi_id"] == empi and by_id[0]["probability"] > 0.5
+
+
+def test_read_only_lookups_answer_from_a_snapshot_that_follows_the_index(tmp_path, county):
+    """Read-only DuckDB lookups (the serving case) use the in-process snapshot: same answers as the SQL path, and
+    a later steward merge is seen by the next read-only connection."""
+    url = f"duckdb:///{tmp_path / 'ro' / 'hutong.duckdb'}"
+    with Warehouse(url) as wh:
+        copy_raw(county.config.warehouse_url, wh)
+        run_mpi(wh, county.townships)
+        keys = wh.query("SELECT org_code, source_system, local_id FROM mpi.xref ORDER BY 1, 2, 3")[::25]
+        a, b = _two_persons(wh)
+        moved = wh.query("SELECT org_code, source_system, local_id FROM mpi.xref WHERE empi_id = ?", [b])
+        person = lookup.golden(wh, a)
+        expected = {k: lookup.empi_for(wh, k[1], k[2], k[0]) for k in keys}
+        goldens = {e: lookup.golden(wh, e) for e in set(expected.values())}
+        hits = lookup.search(wh, name=person["name"], birth_date=str(person["birth_date"]), phone=person["phone"])
+    with Warehouse(url, read_only=True) as ro:
+        assert lookup._cached(ro, "xref", lookup._build_xref) is not None
+        assert {k: lookup.empi_for(ro, k[1], k[2], k[0]) for k in keys} == expected
+        assert {e: lookup.golden(ro, e) for e in goldens} == goldens
+        assert (
+            lookup.search(ro, name=person["name"], birth_date=str(person["birth_date"]), phone=person["phone"]) == hits
+        )
+        assert lookup.empi_for(ro, moved[0][1], "NO-SUCH-ID", moved[0][0]) is None
+    with Warehouse(url) as wh:
+        steward.merge(wh, a, b, "alice", "same person")
+    with Warehouse(url, read_only=True) as ro:
+        assert {lookup.empi_for(ro, s, local, org) for org, s, local in moved} == {a}
+        assert lookup.golden(ro, b)["empi_id"] == a
