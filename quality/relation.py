@@ -21,8 +21,27 @@ def table_columns(wh: Warehouse, table: str) -> list[tuple[str, str]]:
     ]
 
 
-def base_sql(ds: Dataset, columns: list[tuple[str, str]]) -> str:
-    """Current rows of the data set: for raw, the latest version per (institution, source key), deletions dropped."""
+def columns_of(wh: Warehouse, tables: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """`table_columns` of many tables in one catalog query (tables that do not exist are absent)."""
+    schemas = sorted({t.split(".", 1)[0] for t in tables})
+    if not schemas:
+        return {}
+    out: dict[str, list[tuple[str, str]]] = {}
+    for schema, name, column, dtype in wh.query(
+        "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+        f"WHERE table_schema IN ({', '.join('?' for _ in schemas)}) ORDER BY table_schema, table_name, "
+        "ordinal_position",
+        schemas,
+    ):
+        if f"{schema}.{name}" in tables:
+            out.setdefault(f"{schema}.{name}", []).append((str(column), str(dtype)))
+    return out
+
+
+def base_sql(ds: Dataset, columns: list[tuple[str, str]], org_filter: str = "") -> str:
+    """Current rows of the data set: for raw, the latest version per (institution, source key), deletions dropped.
+    `org_filter` (SQL over the table's own columns) keeps some institutions; it applies before the latest version is
+    chosen, which is per institution anyway."""
     wanted = set(ds.columns) | {ds.key, ds.org_column, ds.origin, ds.batch} if ds.columns else None
     select = []
     for name, dtype in columns:
@@ -31,19 +50,26 @@ def base_sql(ds: Dataset, columns: list[tuple[str, str]]) -> str:
         text = dtype.lower() in ("varchar", "text", "character varying")
         select.append(f"NULLIF(trim({name}), '') AS {name}" if text and not name.startswith("_") else name)
     where = f" AND ({ds.where})" if ds.where else ""
+    orgs = f" WHERE {org_filter}" if org_filter else ""
     if ds.kind == "raw":
         return (
             f"SELECT {', '.join(select)} FROM (SELECT t.*, row_number() OVER (PARTITION BY {ds.org_column}, {ds.key} "
-            f"ORDER BY _ingested_at DESC, _batch_id DESC) AS _rn FROM {ds.table} t) v "
+            f"ORDER BY _ingested_at DESC, _batch_id DESC) AS _rn FROM {ds.table} t{orgs}) v "
             f"WHERE _rn = 1 AND _op <> 'D'{where}"
         )
-    return f"SELECT {', '.join(select)} FROM {ds.table} t WHERE 1 = 1{where}"
+    return f"SELECT {', '.join(select)} FROM (SELECT * FROM {ds.table} t{orgs}) t WHERE 1 = 1{where}"
+
+
+def org_filter(ds: Dataset, count: int) -> str:
+    """SQL keeping `count` institutions given as `?` parameters (none: no row)."""
+    return f"CAST({ds.org_column} AS VARCHAR) IN ({', '.join('?' for _ in range(count)) or 'NULL'})"
 
 
 def relation_sql(
-    ds: Dataset, rules: list[Rule], columns: list[tuple[str, str]], dialect: str
+    ds: Dataset, rules: list[Rule], columns: list[tuple[str, str]], dialect: str, orgs: str = ""
 ) -> tuple[str, dict[str, Compiled]]:
-    """The data set's relation with the derived columns of `rules`, and each rule's compiled form."""
+    """The data set's relation with the derived columns of `rules`, and each rule's compiled form; `orgs` is an
+    `org_filter` (its parameters come first in the statement)."""
     compiled = {r.id: compile_rule(r, dialect) for r in rules}
     derived = {name: expr for c in compiled.values() for name, expr in c.derived.items()}
     extra = "".join(f", {expr} AS {name}" for name, expr in derived.items())
@@ -51,4 +77,4 @@ def relation_sql(
         f", CAST({ds.org_column} AS VARCHAR) AS _q_org, CAST({ds.key} AS VARCHAR) AS _q_key, "
         f"CAST({ds.origin} AS VARCHAR) AS _q_origin, CAST({ds.batch} AS VARCHAR) AS _q_batch"
     )
-    return f"SELECT b.*{lineage}{extra} FROM ({base_sql(ds, columns)}) b", compiled
+    return f"SELECT b.*{lineage}{extra} FROM ({base_sql(ds, columns, orgs)}) b", compiled
