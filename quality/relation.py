@@ -4,7 +4,7 @@ plus every rule's derived columns."""
 from __future__ import annotations
 
 from quality.catalog import Dataset, Rule
-from quality.check_types import Compiled, compile_rule
+from quality.check_types import Compiled, compile_rule, lit
 from warehouse import Warehouse
 
 
@@ -38,6 +38,24 @@ def columns_of(wh: Warehouse, tables: list[str]) -> dict[str, list[tuple[str, st
     return out
 
 
+def latest_sql(ds: Dataset, org_filter: str = "") -> str:
+    """The latest version per (institution, source key) of a raw table — what `row_number() OVER (PARTITION BY
+    institution, key ORDER BY _ingested_at DESC, _batch_id DESC) = 1` keeps — with the window only over the keys
+    that have more than one version (most have one: those pass through a hash join, no sort). Source keys are never
+    NULL in raw (lineage)."""
+    org, key, table = ds.org_column, ds.key, ds.table
+    where, also = (f" WHERE {org_filter}", f" AND {org_filter}") if org_filter else ("", "")
+    multi = (
+        f"(SELECT {org} AS _q_o, {key} AS _q_k FROM {table}{where} GROUP BY {org}, {key} HAVING count(*) > 1) m "
+        f"ON m._q_o = t.{org} AND m._q_k = t.{key}"
+    )
+    return (
+        f"SELECT t.*, 1 AS _q_rn FROM {table} t LEFT JOIN {multi} WHERE m._q_o IS NULL{also} "
+        f"UNION ALL SELECT * FROM (SELECT t.*, row_number() OVER (PARTITION BY t.{org}, t.{key} ORDER BY "
+        f"t._ingested_at DESC, t._batch_id DESC) AS _q_rn FROM {table} t JOIN {multi}) w WHERE _q_rn = 1"
+    )
+
+
 def base_sql(ds: Dataset, columns: list[tuple[str, str]], org_filter: str = "") -> str:
     """Current rows of the data set: for raw, the latest version per (institution, source key), deletions dropped.
     `org_filter` (SQL over the table's own columns) keeps some institutions; it applies before the latest version is
@@ -52,29 +70,29 @@ def base_sql(ds: Dataset, columns: list[tuple[str, str]], org_filter: str = "") 
     where = f" AND ({ds.where})" if ds.where else ""
     orgs = f" WHERE {org_filter}" if org_filter else ""
     if ds.kind == "raw":
-        return (
-            f"SELECT {', '.join(select)} FROM (SELECT t.*, row_number() OVER (PARTITION BY {ds.org_column}, {ds.key} "
-            f"ORDER BY _ingested_at DESC, _batch_id DESC) AS _rn FROM {ds.table} t{orgs}) v "
-            f"WHERE _rn = 1 AND _op <> 'D'{where}"
-        )
+        return f"SELECT {', '.join(select)} FROM ({latest_sql(ds, org_filter)}) v WHERE _op <> 'D'{where}"
     return f"SELECT {', '.join(select)} FROM (SELECT * FROM {ds.table} t{orgs}) t WHERE 1 = 1{where}"
 
 
-def org_filter(ds: Dataset, count: int) -> str:
-    """SQL keeping `count` institutions given as `?` parameters (none: no row)."""
-    return f"CAST({ds.org_column} AS VARCHAR) IN ({', '.join('?' for _ in range(count)) or 'NULL'})"
+def org_filter(ds: Dataset, org_codes: list[str]) -> str:
+    """SQL keeping the institutions `org_codes` (none: no row); codes inline, as the filter appears several times."""
+    return f"CAST({ds.org_column} AS VARCHAR) IN ({', '.join(lit(o) for o in org_codes) or 'NULL'})"
 
 
 def relation_sql(
     ds: Dataset, rules: list[Rule], columns: list[tuple[str, str]], dialect: str, orgs: str = ""
 ) -> tuple[str, dict[str, Compiled]]:
     """The data set's relation with the derived columns of `rules`, and each rule's compiled form; `orgs` is an
-    `org_filter` (its parameters come first in the statement)."""
+    `org_filter`."""
     compiled = {r.id: compile_rule(r, dialect) for r in rules}
     derived = {name: expr for c in compiled.values() for name, expr in c.derived.items()}
+    pre = {name: expr for c in compiled.values() for name, expr in c.pre.items()}
     extra = "".join(f", {expr} AS {name}" for name, expr in derived.items())
+    base = base_sql(ds, columns, orgs)
+    if pre:
+        base = f"SELECT p.*{''.join(f', {expr} AS {name}' for name, expr in pre.items())} FROM ({base}) p"
     lineage = (
         f", CAST({ds.org_column} AS VARCHAR) AS _q_org, CAST({ds.key} AS VARCHAR) AS _q_key, "
         f"CAST({ds.origin} AS VARCHAR) AS _q_origin, CAST({ds.batch} AS VARCHAR) AS _q_batch"
     )
-    return f"SELECT b.*{lineage}{extra} FROM ({base_sql(ds, columns, orgs)}) b", compiled
+    return f"SELECT b.*{lineage}{extra} FROM ({base}) b", compiled

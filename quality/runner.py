@@ -3,6 +3,7 @@ its failing records) and record results per institution and day."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -30,7 +31,7 @@ def run_id_for(day: date) -> str:
     return f"q{day.isoformat()}"
 
 
-def _flags_sql(ds_rules: list[Rule], columns: list[tuple[str, str]], dialect: str, orgs: int) -> str:
+def _flags_sql(ds_rules: list[Rule], columns: list[tuple[str, str]], dialect: str, orgs: list[str]) -> str:
     """One row per record of the institutions: lineage plus a boolean per rule, TRUE where the record fails it."""
     ds = ds_rules[0].dataset
     sql, compiled = relation_sql(ds, ds_rules, columns, dialect, org_filter(ds, orgs))
@@ -59,13 +60,13 @@ def _evaluate_dataset(
     the flags are materialised once (narrow: lineage + one boolean per rule) and every failing record of every rule
     is written with one INSERT … SELECT."""
     ds = rules[0].dataset
-    flags = _flags_sql(rules, columns, wh.dialect, len(org_codes))
+    flags = _flags_sql(rules, columns, wh.dialect, org_codes)
     if record:
         wh.execute(f"DROP TABLE IF EXISTS {TEMP}")
-        wh.execute(f"CREATE TEMP TABLE {TEMP} AS {flags}", org_codes)
+        wh.execute(f"CREATE TEMP TABLE {TEMP} AS {flags}")
         rows = wh.query(_counts_sql(rules, TEMP))
     else:
-        rows = wh.query(_counts_sql(rules, f"({flags}) f"), org_codes)
+        rows = wh.query(_counts_sql(rules, f"({flags}) f"))
     counts: dict[tuple[str, str], tuple[int, int]] = {}
     failing: set[int] = set()
     for row in rows:
@@ -94,10 +95,15 @@ def dataset_present(wh: Warehouse, table: str) -> bool:
 
 
 def run_rules(
-    wh: Warehouse, org_codes: list[str], day: date, rules: tuple[Rule, ...] | None = None
+    wh: Warehouse,
+    org_codes: list[str],
+    day: date,
+    rules: tuple[Rule, ...] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> list[RuleOutcome]:
     """Evaluate every rule for every institution; institutions without data get an explicit 0/0 result, and a
-    data set whose table does not exist (yet) or is empty gets `not_evaluated` (no finding)."""
+    data set whose table does not exist (yet) or is empty gets `not_evaluated` (no finding). `timings`, when given,
+    receives the seconds spent per data set (benchmarks)."""
     ensure_core(wh)
     rules = rules or load_catalog()
     run_id = run_id_for(day)
@@ -111,8 +117,11 @@ def run_rules(
         columns = columns_of(wh, [g[0].dataset.table for g in groups.values()])
         for group in groups.values():
             table = group[0].dataset.table
+            started = time.perf_counter()
             present = table in columns and bool(wh.query(f"SELECT 1 FROM {table} LIMIT 1"))
             counts = _evaluate_dataset(wh, group, columns[table], run_id, day, org_codes) if present else {}
+            if timings is not None:
+                timings[group[0].dataset.name] = time.perf_counter() - started
             status = "evaluated" if present else "not_evaluated"
             for rule in group:
                 for org in org_codes:
