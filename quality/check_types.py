@@ -28,6 +28,9 @@ class Compiled:
     expectation: str  # GE expectation type (snake case)
     kwargs: dict[str, Any]
     derived: dict[str, str] = field(default_factory=dict)  # column name → SQL expression over the base relation
+    # column name → SQL expression computed one layer below `derived` (which may use it): a costly value a rule
+    # needs several times is computed once per record
+    pre: dict[str, str] = field(default_factory=dict)
 
     @property
     def column(self) -> str:
@@ -73,9 +76,9 @@ def flag(condition_ok: str, applies: str = "1 = 1") -> str:
     return f"(CASE WHEN {applies} THEN (CASE WHEN {condition_ok} THEN '{OK}' ELSE '{FAIL}' END) END)"
 
 
-def flagged(rule: Rule, expr: str) -> Compiled:
+def flagged(rule: Rule, expr: str, pre: dict[str, str] | None = None) -> Compiled:
     name = flag_name(rule)
-    return Compiled("expect_column_values_to_be_in_set", {"column": name, "value_set": [OK]}, {name: expr})
+    return Compiled("expect_column_values_to_be_in_set", {"column": name, "value_set": [OK]}, {name: expr}, pre or {})
 
 
 @cache
@@ -122,31 +125,39 @@ def pattern(rule: Rule, dialect: str) -> Compiled:
     return Compiled("expect_column_values_to_match_regex", {"column": col(rule), "regex": str(rule.params["pattern"])})
 
 
+def _id18(column: str, dialect: str) -> tuple[str, dict[str, str]]:
+    """Whether `column` is an 18-character ID, as a `pre` column shared by the ID rules of that column."""
+    name = f"_q_id18__{column}"
+    return name, {name: regex(column, ID18, dialect)}
+
+
 def id_check_digit(rule: Rule, dialect: str) -> Compiled:
     """GB 11643-1999 check character of an 18-character 身份证号 (other lengths are not judged here)."""
     column = col(rule)
     total = " + ".join(f"CAST(substr({column}, {i + 1}, 1) AS INTEGER) * {w}" for i, w in enumerate(ID_WEIGHTS))
     check = f"substr('10X98765432', mod({total}, 11) + 1, 1)"  # mod(): a literal % trips DB-API drivers
-    return flagged(rule, flag(f"upper(substr({column}, 18, 1)) = {check}", regex(column, ID18, dialect)))
+    is18, pre = _id18(column, dialect)
+    return flagged(rule, flag(f"upper(substr({column}, 18, 1)) = {check}", is18), pre)
 
 
 def id_sex(rule: Rule, dialect: str) -> Compiled:
     """The sex digit of the ID (17th, odd = male) agrees with the recorded sex (mapped to GB/T 2261.1)."""
     column, sex = col(rule), col(rule, "sex_column")
-    std = _mapped(rule, sex)
+    is18, pre = _id18(column, dialect)
+    std = flag_name(rule) + "_std"  # the recorded sex's standard code, mapped once per record
     agrees = f"(mod(CAST(substr({column}, 17, 1) AS INTEGER), 2) = 1) = ({std} = '1')"
-    return flagged(rule, flag(agrees, f"{regex(column, ID18, dialect)} AND {std} IN ('1', '2')"))
+    return flagged(rule, flag(agrees, f"{is18} AND {std} IN ('1', '2')"), pre | {std: _mapped(rule, sex)})
 
 
 def id_birth(rule: Rule, dialect: str) -> Compiled:
     """The birth date in the ID (18: chars 7–14 = YYYYMMDD; 15: chars 7–12 = YYMMDD) equals the recorded birth date."""
     column, birth = col(rule), col(rule, "birth_column")
-    recorded = (
-        f"(CASE WHEN length({column}) = 18 THEN substr({digits(birth)}, 1, 8) ELSE substr({digits(birth)}, 3, 6) END)"
-    )
+    is18, pre = _id18(column, dialect)
+    born = flag_name(rule) + "_digits"  # the recorded birth date's digits, once per record
+    recorded = f"(CASE WHEN length({column}) = 18 THEN substr({born}, 1, 8) ELSE substr({born}, 3, 6) END)"
     from_id = f"(CASE WHEN length({column}) = 18 THEN substr({column}, 7, 8) ELSE substr({column}, 7, 6) END)"
-    applies = f"({regex(column, ID18, dialect)} OR {regex(column, '^[0-9]{15}$', dialect)}) AND {birth} IS NOT NULL"
-    return flagged(rule, flag(f"{recorded} = {from_id}", applies))
+    applies = f"({is18} OR {regex(column, '^[0-9]{15}$', dialect)}) AND {birth} IS NOT NULL"
+    return flagged(rule, flag(f"{recorded} = {from_id}", applies), pre | {born: digits(birth)})
 
 
 def numeric_range(rule: Rule, dialect: str) -> Compiled:
@@ -195,7 +206,7 @@ def referential(rule: Rule, dialect: str) -> Compiled:
     """The value refers to a record of the same institution in another table (e.g. a result's order)."""
     column, table, ref = col(rule), str(rule.params["table"]), col(rule, "ref_column")
     org = str(rule.params.get("ref_org_column", "_org_code"))
-    exists = f"EXISTS (SELECT 1 FROM {table} r WHERE r.{org} = b._org_code AND r.{ref} = b.{column})"
+    exists = f"(b._org_code, b.{column}) IN (SELECT r.{org}, r.{ref} FROM {table} r)"  # uncorrelated: one hash join
     return flagged(rule, flag(exists, f"{column} IS NOT NULL"))
 
 
@@ -217,14 +228,15 @@ def timeliness(rule: Rule, dialect: str) -> Compiled:
     if ";" in at:
         raise CatalogError(f"rule {rule.id}: at must be one SQL expression")
     cutoff = int(float(rule.params.get("cutoff_hours", 24)) * 60)
-    day = date_of(at, dialect)
+    day = flag_name(rule) + "_day"  # the service day, parsed once per record
     start = f"CAST({day} AS TIMESTAMP)"
     late = (
         f"{updated} >= {start} + INTERVAL '{cutoff} minutes' "
         f"AND {updated} < {start} + INTERVAL '{cutoff + 1440} minutes'"
     )
     # without a service time a record cannot be shown to be on time: it fails (its missing time is a defect too)
-    return flagged(rule, flag(f"{day} IS NOT NULL AND NOT ({late})", f"{updated} IS NOT NULL"))
+    ok = flag(f"{day} IS NOT NULL AND NOT ({late})", f"{updated} IS NOT NULL")
+    return flagged(rule, ok, {day: date_of(at, dialect)})
 
 
 def file_timeliness(rule: Rule, dialect: str) -> Compiled:

@@ -4,7 +4,7 @@ plus every rule's derived columns."""
 from __future__ import annotations
 
 from quality.catalog import Dataset, Rule
-from quality.check_types import Compiled, compile_rule
+from quality.check_types import Compiled, compile_rule, lit
 from warehouse import Warehouse
 
 
@@ -21,8 +21,45 @@ def table_columns(wh: Warehouse, table: str) -> list[tuple[str, str]]:
     ]
 
 
-def base_sql(ds: Dataset, columns: list[tuple[str, str]]) -> str:
-    """Current rows of the data set: for raw, the latest version per (institution, source key), deletions dropped."""
+def columns_of(wh: Warehouse, tables: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """`table_columns` of many tables in one catalog query (tables that do not exist are absent)."""
+    schemas = sorted({t.split(".", 1)[0] for t in tables})
+    if not schemas:
+        return {}
+    out: dict[str, list[tuple[str, str]]] = {}
+    for schema, name, column, dtype in wh.query(
+        "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+        f"WHERE table_schema IN ({', '.join('?' for _ in schemas)}) ORDER BY table_schema, table_name, "
+        "ordinal_position",
+        schemas,
+    ):
+        if f"{schema}.{name}" in tables:
+            out.setdefault(f"{schema}.{name}", []).append((str(column), str(dtype)))
+    return out
+
+
+def latest_sql(ds: Dataset, org_filter: str = "") -> str:
+    """The latest version per (institution, source key) of a raw table — what `row_number() OVER (PARTITION BY
+    institution, key ORDER BY _ingested_at DESC, _batch_id DESC) = 1` keeps — with the window only over the keys
+    that have more than one version (most have one: those pass through a hash join, no sort). Source keys are never
+    NULL in raw (lineage)."""
+    org, key, table = ds.org_column, ds.key, ds.table
+    where, also = (f" WHERE {org_filter}", f" AND {org_filter}") if org_filter else ("", "")
+    multi = (
+        f"(SELECT {org} AS _q_o, {key} AS _q_k FROM {table}{where} GROUP BY {org}, {key} HAVING count(*) > 1) m "
+        f"ON m._q_o = t.{org} AND m._q_k = t.{key}"
+    )
+    return (
+        f"SELECT t.*, 1 AS _q_rn FROM {table} t LEFT JOIN {multi} WHERE m._q_o IS NULL{also} "
+        f"UNION ALL SELECT * FROM (SELECT t.*, row_number() OVER (PARTITION BY t.{org}, t.{key} ORDER BY "
+        f"t._ingested_at DESC, t._batch_id DESC) AS _q_rn FROM {table} t JOIN {multi}) w WHERE _q_rn = 1"
+    )
+
+
+def base_sql(ds: Dataset, columns: list[tuple[str, str]], org_filter: str = "") -> str:
+    """Current rows of the data set: for raw, the latest version per (institution, source key), deletions dropped.
+    `org_filter` (SQL over the table's own columns) keeps some institutions; it applies before the latest version is
+    chosen, which is per institution anyway."""
     wanted = set(ds.columns) | {ds.key, ds.org_column, ds.origin, ds.batch} if ds.columns else None
     select = []
     for name, dtype in columns:
@@ -31,24 +68,31 @@ def base_sql(ds: Dataset, columns: list[tuple[str, str]]) -> str:
         text = dtype.lower() in ("varchar", "text", "character varying")
         select.append(f"NULLIF(trim({name}), '') AS {name}" if text and not name.startswith("_") else name)
     where = f" AND ({ds.where})" if ds.where else ""
+    orgs = f" WHERE {org_filter}" if org_filter else ""
     if ds.kind == "raw":
-        return (
-            f"SELECT {', '.join(select)} FROM (SELECT t.*, row_number() OVER (PARTITION BY {ds.org_column}, {ds.key} "
-            f"ORDER BY _ingested_at DESC, _batch_id DESC) AS _rn FROM {ds.table} t) v "
-            f"WHERE _rn = 1 AND _op <> 'D'{where}"
-        )
-    return f"SELECT {', '.join(select)} FROM {ds.table} t WHERE 1 = 1{where}"
+        return f"SELECT {', '.join(select)} FROM ({latest_sql(ds, org_filter)}) v WHERE _op <> 'D'{where}"
+    return f"SELECT {', '.join(select)} FROM (SELECT * FROM {ds.table} t{orgs}) t WHERE 1 = 1{where}"
+
+
+def org_filter(ds: Dataset, org_codes: list[str]) -> str:
+    """SQL keeping the institutions `org_codes` (none: no row); codes inline, as the filter appears several times."""
+    return f"CAST({ds.org_column} AS VARCHAR) IN ({', '.join(lit(o) for o in org_codes) or 'NULL'})"
 
 
 def relation_sql(
-    ds: Dataset, rules: list[Rule], columns: list[tuple[str, str]], dialect: str
+    ds: Dataset, rules: list[Rule], columns: list[tuple[str, str]], dialect: str, orgs: str = ""
 ) -> tuple[str, dict[str, Compiled]]:
-    """The data set's relation with the derived columns of `rules`, and each rule's compiled form."""
+    """The data set's relation with the derived columns of `rules`, and each rule's compiled form; `orgs` is an
+    `org_filter`."""
     compiled = {r.id: compile_rule(r, dialect) for r in rules}
     derived = {name: expr for c in compiled.values() for name, expr in c.derived.items()}
+    pre = {name: expr for c in compiled.values() for name, expr in c.pre.items()}
     extra = "".join(f", {expr} AS {name}" for name, expr in derived.items())
+    base = base_sql(ds, columns, orgs)
+    if pre:
+        base = f"SELECT p.*{''.join(f', {expr} AS {name}' for name, expr in pre.items())} FROM ({base}) p"
     lineage = (
         f", CAST({ds.org_column} AS VARCHAR) AS _q_org, CAST({ds.key} AS VARCHAR) AS _q_key, "
         f"CAST({ds.origin} AS VARCHAR) AS _q_origin, CAST({ds.batch} AS VARCHAR) AS _q_batch"
     )
-    return f"SELECT b.*{lineage}{extra} FROM ({base_sql(ds, columns)}) b", compiled
+    return f"SELECT b.*{lineage}{extra} FROM ({base}) b", compiled

@@ -1,7 +1,9 @@
-"""Execute catalog rules inside the warehouse (one scan per data set) and record results per institution and day."""
+"""Execute catalog rules inside the warehouse (one scan per data set for all its rules, one INSERT … SELECT for all
+its failing records) and record results per institution and day."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -9,7 +11,7 @@ import polars as pl
 
 from quality.catalog import Rule, datasets_of, load_catalog
 from quality.check_types import failure_sql
-from quality.relation import relation_sql, table_columns
+from quality.relation import columns_of, org_filter, relation_sql, table_columns
 from warehouse import Warehouse, ensure_core
 
 TEMP = "q_relation"
@@ -29,30 +31,61 @@ def run_id_for(day: date) -> str:
     return f"q{day.isoformat()}"
 
 
+def _flags_sql(ds_rules: list[Rule], columns: list[tuple[str, str]], dialect: str, orgs: list[str]) -> str:
+    """One row per record of the institutions: lineage plus a boolean per rule, TRUE where the record fails it."""
+    ds = ds_rules[0].dataset
+    sql, compiled = relation_sql(ds, ds_rules, columns, dialect, org_filter(ds, orgs))
+    fails = ", ".join(
+        f"coalesce({failure_sql(compiled[r.id], dialect)}, false) AS _f{i}" for i, r in enumerate(ds_rules)
+    )
+    return f"SELECT _q_org, _q_key, _q_origin, _q_batch, {fails} FROM ({sql}) r"
+
+
+def _counts_sql(rules: list[Rule], source: str) -> str:
+    """Evaluated and failed per institution and rule, in one scan."""
+    fails = ", ".join(f"count(*) FILTER (WHERE _f{i})" for i in range(len(rules)))
+    return f"SELECT _q_org, count(*), {fails} FROM {source} GROUP BY _q_org"
+
+
 def _evaluate_dataset(
-    wh: Warehouse, rules: list[Rule], run_id: str, day: date, org_codes: list[str], record: bool = True
+    wh: Warehouse,
+    rules: list[Rule],
+    columns: list[tuple[str, str]],
+    run_id: str,
+    day: date,
+    org_codes: list[str],
+    record: bool = True,
 ) -> dict[tuple[str, str], tuple[int, int]]:
-    """Materialise the data set's relation once, count per institution and rule, list failing records."""
+    """One scan of the data set's relation gives every rule's evaluated/failed per institution; when recording,
+    the flags are materialised once (narrow: lineage + one boolean per rule) and every failing record of every rule
+    is written with one INSERT … SELECT."""
     ds = rules[0].dataset
-    columns = table_columns(wh, ds.table)
-    sql, compiled = relation_sql(ds, rules, columns, wh.dialect)
-    wh.execute(f"DROP TABLE IF EXISTS {TEMP}")
-    marks = ", ".join("?" for _ in org_codes) or "NULL"
-    wh.execute(f"CREATE TEMP TABLE {TEMP} AS SELECT * FROM ({sql}) r WHERE _q_org IN ({marks})", org_codes)
-    fails = {r.id: failure_sql(compiled[r.id], wh.dialect) for r in rules}
-    sums = ", ".join(f"sum(CASE WHEN {f} THEN 1 ELSE 0 END)" for f in fails.values())
+    flags = _flags_sql(rules, columns, wh.dialect, org_codes)
+    if record:
+        wh.execute(f"DROP TABLE IF EXISTS {TEMP}")
+        wh.execute(f"CREATE TEMP TABLE {TEMP} AS {flags}")
+        rows = wh.query(_counts_sql(rules, TEMP))
+    else:
+        rows = wh.query(_counts_sql(rules, f"({flags}) f"))
     counts: dict[tuple[str, str], tuple[int, int]] = {}
-    for row in wh.query(f"SELECT _q_org, count(*), {sums} FROM {TEMP} GROUP BY _q_org"):
-        for rule, failed in zip(rules, row[2:], strict=True):
+    failing: set[int] = set()
+    for row in rows:
+        for i, (rule, failed) in enumerate(zip(rules, row[2:], strict=True)):
             counts[(str(row[0]), rule.id)] = (int(row[1]), int(failed or 0))
-    for rule in rules if record else ():
+            if failed:
+                failing.add(i)
+    if record and failing:
+        chosen = sorted(failing)
+        values = ", ".join(f"(?, ?, f._f{i})" for i in chosen)
         wh.execute(
             "INSERT INTO quality.problem_record (run_id, day, org_code, dataset, rule_id, record_key, raw_origin, "
-            "batch_id, detail) SELECT DISTINCT ?, ?, _q_org, ?, ?, _q_key, _q_origin, _q_batch, ? "
-            f"FROM {TEMP} WHERE {fails[rule.id]}",
-            [run_id, day, ds.name, rule.id, rule.description],
+            "batch_id, detail) SELECT DISTINCT ?, ?, f._q_org, ?, v.rule_id, f._q_key, f._q_origin, f._q_batch, "
+            f"v.detail FROM {TEMP} f CROSS JOIN LATERAL (VALUES {values}) AS v(rule_id, detail, failed) "
+            f"WHERE v.failed AND ({' OR '.join(f'f._f{i}' for i in chosen)})",
+            [run_id, day, ds.name, *(x for i in chosen for x in (rules[i].id, rules[i].description))],
         )
-    wh.execute(f"DROP TABLE IF EXISTS {TEMP}")
+    if record:
+        wh.execute(f"DROP TABLE IF EXISTS {TEMP}")
     return counts
 
 
@@ -62,10 +95,15 @@ def dataset_present(wh: Warehouse, table: str) -> bool:
 
 
 def run_rules(
-    wh: Warehouse, org_codes: list[str], day: date, rules: tuple[Rule, ...] | None = None
+    wh: Warehouse,
+    org_codes: list[str],
+    day: date,
+    rules: tuple[Rule, ...] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> list[RuleOutcome]:
     """Evaluate every rule for every institution; institutions without data get an explicit 0/0 result, and a
-    data set whose table does not exist (yet) or is empty gets `not_evaluated` (no finding)."""
+    data set whose table does not exist (yet) or is empty gets `not_evaluated` (no finding). `timings`, when given,
+    receives the seconds spent per data set (benchmarks)."""
     ensure_core(wh)
     rules = rules or load_catalog()
     run_id = run_id_for(day)
@@ -75,9 +113,15 @@ def run_rules(
         marks = ", ".join("?" for _ in org_codes) or "NULL"
         for table in ("quality.check_result", "quality.problem_record"):  # only these institutions' results
             wh.execute(f"DELETE FROM {table} WHERE run_id = ? AND org_code IN ({marks})", [run_id, *org_codes])
-        for group in datasets_of(rules).values():
-            present = dataset_present(wh, group[0].dataset.table)
-            counts = _evaluate_dataset(wh, group, run_id, day, org_codes) if present else {}
+        groups = datasets_of(rules)
+        columns = columns_of(wh, [g[0].dataset.table for g in groups.values()])
+        for group in groups.values():
+            table = group[0].dataset.table
+            started = time.perf_counter()
+            present = table in columns and bool(wh.query(f"SELECT 1 FROM {table} LIMIT 1"))
+            counts = _evaluate_dataset(wh, group, columns[table], run_id, day, org_codes) if present else {}
+            if timings is not None:
+                timings[group[0].dataset.name] = time.perf_counter() - started
             status = "evaluated" if present else "not_evaluated"
             for rule in group:
                 for org in org_codes:
@@ -111,7 +155,8 @@ def evaluate(wh: Warehouse, rules: list[Rule], org_codes: list[str]) -> dict[str
     """Read-only: (evaluated, failed) per rule of one data set over the institutions, nothing written (asset checks)."""
     if not rules or not wh.table_exists(rules[0].dataset.table):
         return {}
-    counts = _evaluate_dataset(wh, rules, "", date.today(), org_codes, record=False)
+    columns = table_columns(wh, rules[0].dataset.table)
+    counts = _evaluate_dataset(wh, rules, columns, "", date.today(), org_codes, record=False)
     totals: dict[str, tuple[int, int]] = {}
     for (_, rule_id), (evaluated, failed) in counts.items():
         e, f = totals.get(rule_id, (0, 0))
