@@ -1,6 +1,6 @@
 """Benchmark: dbt (terminology seeds → staging → cdr, with every data test) on a synthetic county.
 
-    .venv/bin/python bench/bench_dbt.py [size] [--pg] [--workdir DIR]     (default: medium, DuckDB only)
+    .venv/bin/python bench/bench_dbt.py [size] [--pg [--pg-url URL]] [--workdir DIR]   (default: medium, DuckDB only)
 
 Prints, on DuckDB: the full build (`dbt build`: seeds, models, tests) and the daily increment (synthetic
 `--next-day`, ingest, incremental `dbt run` of the models, then `dbt test` of the models — the tests of an
@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("size", nargs="?", default="medium")
     parser.add_argument("--pg", action="store_true", help="also time the full build on PostgreSQL")
     parser.add_argument("--workdir", default=None, help="keep the county here (default: a new folder under /tmp)")
+    parser.add_argument("--pg-url", default=None, help="with --pg: an existing database to ingest into (kept)")
     args = parser.parse_args()
     workdir = Path(args.workdir or f"/tmp/hutong_bench_dbt_{args.size}")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -110,17 +111,19 @@ def main() -> None:
         import psycopg
 
         name = f"hutong_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
+        if not args.pg_url:
+            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+                admin.execute(f'CREATE DATABASE "{name}"')
         try:
-            pg = _config(workdir, f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}", args.size, "county_pg.yaml")
+            pg = _config(workdir, args.pg_url or f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}", args.size, "county_pg.yaml")
             _line("PostgreSQL: ingest (all sources)", *_hutong(pg, "ingest"))
             pg_full = _dbt(pg, "build")
             _line("PostgreSQL full build (dbt build)", *pg_full)
             print(f"  PostgreSQL FULL BUILD {pg_full[0]:.1f} s; load average {os.getloadavg()[0]:.2f}")
         finally:
-            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if not args.pg_url:
+                with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
