@@ -1,10 +1,12 @@
 """Benchmark: dbt (terminology seeds → staging → cdr, with every data test) on a synthetic county.
 
-    .venv/bin/python bench/bench_dbt.py [size] [--pg] [--workdir DIR]     (default: medium, DuckDB only)
+    .venv/bin/python bench/bench_dbt.py [size] [--pg [--pg-url URL]] [--workdir DIR]   (default: medium, DuckDB only)
 
 Prints, on DuckDB: the full build (`dbt build`: seeds, models, tests) and the daily increment (synthetic
-`--next-day`, ingest, incremental `dbt run` of the models, then `dbt test`) wall times and peak RSS of each
+`--next-day`, ingest, incremental `dbt run` of the models, then `dbt test` of the models — the tests of an
+incremental model check its last load, the seeds' tests ran with the seeds) wall times and peak RSS of each
 step's process, and the same run with `--full-refresh` as the baseline the incremental run is compared with.
+The daily increment is the dbt part (run + tests); the ingest is printed apart.
 With --pg the same sources are ingested into a fresh PostgreSQL database and the full build is timed there.
 Targets (issue 6, 2 cores): county full build ≤ 8 min, daily increment ≤ 60 s. Figures only, never asserted.
 """
@@ -73,7 +75,8 @@ def _rows(config: Path) -> dict[str, int]:
 
 
 def _line(label: str, seconds: float, peak: float, extra: str = "") -> None:
-    print(f"  {label:38s} {seconds:8.1f} s   peak RSS {peak:7.0f} MiB  {extra}", flush=True)
+    load = os.getloadavg()[0]
+    print(f"  {label:38s} {seconds:8.1f} s   peak RSS {peak:7.0f} MiB  load {load:5.2f}  {extra}", flush=True)
 
 
 def main() -> None:
@@ -81,6 +84,7 @@ def main() -> None:
     parser.add_argument("size", nargs="?", default="medium")
     parser.add_argument("--pg", action="store_true", help="also time the full build on PostgreSQL")
     parser.add_argument("--workdir", default=None, help="keep the county here (default: a new folder under /tmp)")
+    parser.add_argument("--pg-url", default=None, help="with --pg: an existing database to ingest into (kept)")
     args = parser.parse_args()
     workdir = Path(args.workdir or f"/tmp/hutong_bench_dbt_{args.size}")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -96,10 +100,10 @@ def main() -> None:
     _line("next day: ingest", *ingest)
     build = _dbt(duck, "run", "--exclude", "resource_type:seed")
     _line("next day: incremental dbt run (models)", *build, str(_rows(duck)))
-    tests = _dbt(duck, "test")
-    _line("next day: dbt test (all data tests)", *tests)
-    daily = ingest[0] + build[0]
-    print(f"  DAILY INCREMENT (ingest + incremental run) {daily:6.1f} s   (+ {tests[0]:.1f} s tests)  target ≤ 60 s")
+    tests = _dbt(duck, "test", "--exclude", "tag:seed_data")
+    _line("next day: dbt test (models' data tests)", *tests)
+    daily = build[0] + tests[0]
+    print(f"  DAILY INCREMENT (dbt: incremental run + tests) {daily:6.1f} s  target ≤ 60 s (ingest apart)")
     refresh = _dbt(duck, "run", "--exclude", "resource_type:seed", "--full-refresh")
     _line("baseline: same run with --full-refresh", *refresh, f"incremental/full = {build[0] / refresh[0]:.2f}")
     print(f"  DuckDB FULL BUILD {full[0]:.1f} s (county target ≤ 480 s); load average {os.getloadavg()[0]:.2f}")
@@ -107,17 +111,19 @@ def main() -> None:
         import psycopg
 
         name = f"hutong_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
+        if not args.pg_url:
+            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+                admin.execute(f'CREATE DATABASE "{name}"')
         try:
-            pg = _config(workdir, f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}", args.size, "county_pg.yaml")
+            pg = _config(workdir, args.pg_url or f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}", args.size, "county_pg.yaml")
             _line("PostgreSQL: ingest (all sources)", *_hutong(pg, "ingest"))
             pg_full = _dbt(pg, "build")
             _line("PostgreSQL full build (dbt build)", *pg_full)
             print(f"  PostgreSQL FULL BUILD {pg_full[0]:.1f} s; load average {os.getloadavg()[0]:.2f}")
         finally:
-            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if not args.pg_url:
+                with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -73,7 +73,10 @@
 {%- endmacro %}
 
 {# The current state of an append-only raw table: the latest version of each (institution, source key)
-   by source update time, then ingest time; keys whose latest version is a soft delete are dropped. #}
+   by source update time, then ingest time; keys whose latest version is a soft delete are dropped.
+   Used as `from ({{ current_rows(source('raw', 'x')) }}) as r`. In an incremental staging model only the keys
+   with a version landed after the model's watermark are re-derived, and a latest version that is a delete is
+   kept so that delete+insert replaces the held row; the model's post-hook `drop_deleted_rows` then removes it. #}
 {% macro current_rows(relation) -%}
     select * from (
         select
@@ -82,9 +85,38 @@
                 partition by _org_code, _source_key
                 order by _source_updated_at desc nulls last, _ingested_at desc, _record_hash
             ) as _version_rank
-        from {{ relation }}
+        from {{ relation }} as v
+        {%- if is_incremental() %}
+        where exists (
+            select 1 from {{ relation }} as n
+            where n._ingested_at > {{ incremental_watermark() }}
+              and n._org_code = v._org_code and n._source_key = v._source_key
+        )
+        {%- endif %}
     ) as versions
-    where _version_rank = 1 and _op <> 'D'
+    where _version_rank = 1 {%- if not is_incremental() %} and _op <> 'D'{% endif %}
+{%- endmacro %}
+
+{# The lineage every staging row carries from its raw version: source key, content hash, batch, landing and
+   source update times, operation (I/U/D) and origin. #}
+{% macro lineage_columns(alias) -%}
+    {{ alias }}._source_key,
+    {{ alias }}._record_hash,
+    {{ alias }}._batch_id,
+    {{ alias }}._ingested_at,
+    {{ alias }}._source_updated_at,
+    {{ alias }}._op,
+    {{ alias }}._origin
+{%- endmacro %}
+
+{# The newest landing time an incremental model already holds (its watermark). #}
+{% macro incremental_watermark() -%}
+    (select coalesce(max(wm._ingested_at), cast('1900-01-01' as timestamp)) from {{ this }} as wm)
+{%- endmacro %}
+
+{# Post-hook of an incremental staging model: a key whose latest version is a soft delete leaves the model. #}
+{% macro drop_deleted_rows() -%}
+    delete from {{ this }} where _op = 'D'
 {%- endmacro %}
 
 {# The national code of a local value: the approved row of a value-map seed for the value's source system
@@ -128,7 +160,7 @@
 {# Incremental watermark filter: rows landed after the newest `_ingested_at` already in the model. #}
 {% macro after_watermark(column='_ingested_at') -%}
     {%- if is_incremental() -%}
-    where {{ column }} > (select coalesce(max(wm._ingested_at), cast('1900-01-01' as timestamp)) from {{ this }} as wm)
+    where {{ column }} > {{ incremental_watermark() }}
     {%- endif -%}
 {%- endmacro %}
 

@@ -32,6 +32,15 @@ INCREMENTAL = {  # incremental CDR model → (its key, the staging truth it must
 }
 
 
+# incremental staging model → its raw table: after an increment it must hold exactly the current rows of raw
+STAGING = {"stg_his__encounter": "his_encounter", "stg_his__fee": "his_fee", "stg_his__patient": "his_patient"}
+CURRENT_ROWS = """
+SELECT _org_code || '|' || _source_key AS k, _record_hash AS h FROM (
+    SELECT *, row_number() OVER (PARTITION BY _org_code, _source_key
+                                 ORDER BY _source_updated_at DESC NULLS LAST, _ingested_at DESC, _record_hash) AS n
+    FROM raw.{table}) AS v
+WHERE n = 1 AND _op <> 'D'"""
+
 LINKED = ("cdr__patient", "cdr__encounter", "cdr__lab_result", "cdr__imaging_report", "cdr__clinical_document")
 
 
@@ -143,6 +152,9 @@ def test_daily_increment_applies_updates_deletes_and_empi_changes(built: Built) 
         for model, (_, truth_sql) in INCREMENTAL.items():
             truth = dict(wh.query(truth_sql))
             assert after[model] == truth, model
+        for model, table in STAGING.items():  # the incremental staging tables equal raw's current rows
+            held = dict(wh.query(f"SELECT org_code || '|' || _source_key, _record_hash FROM staging.{model}"))
+            assert held == dict(wh.query(CURRENT_ROWS.format(table=table))), model
         visit = wh.query_dicts(
             "SELECT dept_code, dept_std_code, dept_std_name, empi_id FROM cdr.cdr__encounter "
             "WHERE org_code = ? AND local_encounter_id = ?", [RMYY, visit_id]

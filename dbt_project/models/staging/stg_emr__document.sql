@@ -1,8 +1,4 @@
 -- Current EMR documents (WS/T 500 CDA or FHIR document bundles), header fields typed.
-with current_rows as (
-    {{ current_rows(source('raw', 'emr_document')) }}
-)
-
 select
     {{ key(['r._org_code', 'r.document_id']) }} as document_key,
     r._org_code as org_code,
@@ -26,10 +22,5 @@ select
     {{ clean('r.department') }} as dept_code,
     {{ clean('r.diagnosis_codes') }} as diagnosis_codes,
     {{ clean('r.format') }} as document_format,
-    r._source_key,
-    r._record_hash,
-    r._batch_id,
-    r._ingested_at,
-    r._origin,
-    r._source_updated_at
-from current_rows as r
+    {{ lineage_columns('r') }}
+from ({{ current_rows(source('raw', 'emr_document')) }}) as r

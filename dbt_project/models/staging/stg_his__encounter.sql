@@ -1,10 +1,6 @@
 -- Current version of every HIS encounter (outpatient/emergency registration or inpatient stay), soft
 -- deletes removed, times parsed, visit type, department, admission route, discharge disposition and the
 -- principal diagnosis decoded through the approved value maps.
-with current_rows as (
-    {{ current_rows(source('raw', 'his_encounter')) }}
-)
-
 select
     {{ key(['r._org_code', 'r._source_key']) }} as encounter_key,
     r._org_code as org_code,
@@ -31,10 +27,5 @@ select
     {{ clean('r.diagnosis_code') }} as diagnosis_source_code,
     {{ clean('r.diagnosis_name') }} as diagnosis_name,
     {{ decode('map_his__diagnosis', 'r._source_system', 'r.diagnosis_code') }} as diagnosis_icd10_code,
-    r._source_key,
-    r._record_hash,
-    r._batch_id,
-    r._ingested_at,
-    r._origin,
-    r._source_updated_at
-from current_rows as r
+    {{ lineage_columns('r') }}
+from ({{ current_rows(source('raw', 'his_encounter')) }}) as r

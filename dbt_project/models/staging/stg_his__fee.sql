@@ -1,8 +1,4 @@
 -- Current fee lines, local fee category decoded to the 病案首页 fee category.
-with current_rows as (
-    {{ current_rows(source('raw', 'his_fee')) }}
-)
-
 select
     {{ key(['r._org_code', 'r._source_key']) }} as fee_key,
     r._org_code as org_code,
@@ -14,10 +10,5 @@ select
     {{ decode('map_his__fee', 'r._source_system', 'r.fee_category') }} as fee_category_code,
     {{ try_decimal('r.amount') }} as amount,
     {{ try_timestamp('r.charged_at') }} as charged_at,
-    r._source_key,
-    r._record_hash,
-    r._batch_id,
-    r._ingested_at,
-    r._origin,
-    r._source_updated_at
-from current_rows as r
+    {{ lineage_columns('r') }}
+from ({{ current_rows(source('raw', 'his_fee')) }}) as r

@@ -1,8 +1,4 @@
 -- Current inpatient orders (住院医嘱), order category (长期/临时) and drug decoded.
-with current_rows as (
-    {{ current_rows(source('raw', 'his_order')) }}
-)
-
 select
     {{ key(['r._org_code', 'r._source_key']) }} as order_key,
     r._org_code as org_code,
@@ -18,10 +14,5 @@ select
     {{ try_timestamp('r.start_time') }} as start_time,
     {{ try_timestamp('r.stop_time') }} as stop_time,
     {{ clean('r.doctor_id') }} as doctor_id,
-    r._source_key,
-    r._record_hash,
-    r._batch_id,
-    r._ingested_at,
-    r._origin,
-    r._source_updated_at
-from current_rows as r
+    {{ lineage_columns('r') }}
+from ({{ current_rows(source('raw', 'his_order')) }}) as r

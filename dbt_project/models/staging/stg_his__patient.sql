@@ -1,10 +1,6 @@
 -- Current version of every HIS patient row: latest by source update time, soft deletes removed, local
 -- values decoded through the approved value maps (sex GB/T 2261.1, marital GB/T 2261.2, ethnicity GB 3304,
 -- identity document WS 364 CV02.01.101, payment 病案首页 医疗付费方式). One row per (institution, system, id).
-with current_rows as (
-    {{ current_rows(source('raw', 'his_patient')) }}
-)
-
 select
     {{ key(['r._org_code', 'r._source_system', 'r.patient_id']) }} as patient_key,
     r._org_code as org_code,
@@ -26,10 +22,5 @@ select
     {{ decode('map_his__marital', 'r._source_system', 'r.marital_status') }} as marital_status_code,
     {{ clean('r.insurance_type') }} as insurance_type_source_value,
     {{ decode('map_his__payment_method', 'r._source_system', 'r.insurance_type') }} as payment_method_code,
-    r._source_key,
-    r._record_hash,
-    r._batch_id,
-    r._ingested_at,
-    r._origin,
-    r._source_updated_at
-from current_rows as r
+    {{ lineage_columns('r') }}
+from ({{ current_rows(source('raw', 'his_patient')) }}) as r

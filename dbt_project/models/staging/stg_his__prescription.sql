@@ -1,8 +1,4 @@
 -- Current outpatient prescription lines (门(急)诊处方明细), both vendor schemas, drug decoded to ATC.
-with current_rows as (
-    {{ current_rows(source('raw', 'his_prescription')) }}
-)
-
 select
     {{ key(['r._org_code', 'r._source_key']) }} as prescription_key,
     r._org_code as org_code,
@@ -20,10 +16,5 @@ select
     {{ try_decimal('r.amount') }} as amount,
     {{ try_timestamp('r.prescribed_at') }} as prescribed_at,
     {{ clean('r.doctor_id') }} as doctor_id,
-    r._source_key,
-    r._record_hash,
-    r._batch_id,
-    r._ingested_at,
-    r._origin,
-    r._source_updated_at
-from current_rows as r
+    {{ lineage_columns('r') }}
+from ({{ current_rows(source('raw', 'his_prescription')) }}) as r

@@ -1,8 +1,4 @@
 -- Current operations and procedures, ICD-9-CM-3 code checked against the approved map.
-with current_rows as (
-    {{ current_rows(source('raw', 'his_procedure')) }}
-)
-
 select
     {{ key(['r._org_code', 'r._source_key']) }} as procedure_key,
     r._org_code as org_code,
@@ -15,10 +11,5 @@ select
     {{ decode('map_his__procedure', 'r._source_system', 'r.procedure_code') }} as procedure_icd9cm3_code,
     {{ try_timestamp('r.performed_at') }} as performed_at,
     {{ clean('r.surgeon_id') }} as surgeon_id,
-    r._source_key,
-    r._record_hash,
-    r._batch_id,
-    r._ingested_at,
-    r._origin,
-    r._source_updated_at
-from current_rows as r
+    {{ lineage_columns('r') }}
+from ({{ current_rows(source('raw', 'his_procedure')) }}) as r

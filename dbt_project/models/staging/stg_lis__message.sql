@@ -1,10 +1,6 @@
 -- Current HL7 v2 ORU^R01 messages (one per control id): patient and visit as the LIS sent them, sex decoded
 -- (HL7 0001 → GB/T 2261.1), patient class decoded to the encounter class, the HIS encounter key derived
 -- from PV1-19 and the patient id's assigning authority (the HIS system).
-with current_rows as (
-    {{ current_rows(source('raw', 'lis_message')) }}
-)
-
 select
     {{ key(['r._org_code', 'r.control_id']) }} as message_key,
     r._org_code as org_code,
@@ -27,10 +23,5 @@ select
     {{ clean('r.visit_number') }} as local_encounter_id,
     {{ his_encounter_key('r._org_code', clean('r.patient_id_authority'), clean('r.visit_number'),
                          "trim(r.patient_class) = 'I'") }} as encounter_key,
-    r._source_key,
-    r._record_hash,
-    r._batch_id,
-    r._ingested_at,
-    r._origin,
-    r._source_updated_at
-from current_rows as r
+    {{ lineage_columns('r') }}
+from ({{ current_rows(source('raw', 'lis_message')) }}) as r

@@ -1,8 +1,4 @@
 -- Current HL7 OBR orders (检验申请/报告), one per order of a message.
-with current_rows as (
-    {{ current_rows(source('raw', 'lis_order')) }}
-)
-
 select
     {{ key(['r._org_code', 'r.control_id', 'r.order_index']) }} as lab_order_key,
     {{ key(['r._org_code', 'r.control_id']) }} as message_key,
@@ -17,10 +13,5 @@ select
     {{ clean('r.ordering_provider') }} as ordering_provider,
     {{ try_timestamp('r.result_time') }} as report_time,
     {{ clean('r.result_status') }} as result_status,
-    r._source_key,
-    r._record_hash,
-    r._batch_id,
-    r._ingested_at,
-    r._origin,
-    r._source_updated_at
-from current_rows as r
+    {{ lineage_columns('r') }}
+from ({{ current_rows(source('raw', 'lis_order')) }}) as r

@@ -1,9 +1,5 @@
 -- Current HL7 OBX results, local item code decoded to LOINC through the approved map (the LOINC the LIS
 -- sent in OBX-3 alternate coding is kept beside it), numeric values parsed.
-with current_rows as (
-    {{ current_rows(source('raw', 'lis_result')) }}
-)
-
 select
     {{ key(['r._org_code', 'r._source_key']) }} as lab_result_key,
     {{ key(['r._org_code', 'r.control_id', 'r.order_index']) }} as lab_order_key,
@@ -22,10 +18,5 @@ select
     {{ clean('r.abnormal_flags') }} as abnormal_flag,
     {{ clean('r.result_status') }} as result_status,
     {{ try_timestamp('r.observation_time') }} as observation_time,
-    r._source_key,
-    r._record_hash,
-    r._batch_id,
-    r._ingested_at,
-    r._origin,
-    r._source_updated_at
-from current_rows as r
+    {{ lineage_columns('r') }}
+from ({{ current_rows(source('raw', 'lis_result')) }}) as r

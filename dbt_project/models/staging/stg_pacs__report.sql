@@ -1,8 +1,4 @@
 -- Current imaging reports from the RIS/PACS (one per accession number).
-with current_rows as (
-    {{ current_rows(source('raw', 'pacs_report')) }}
-)
-
 select
     {{ key(['r._org_code', 'r.accession_number']) }} as imaging_report_key,
     r._org_code as org_code,
@@ -21,10 +17,5 @@ select
     {{ clean('r.reporting_doctor') }} as reporting_doctor,
     {{ clean('r.verifying_doctor') }} as verifying_doctor,
     {{ try_timestamp('r.report_time') }} as report_time,
-    r._source_key,
-    r._record_hash,
-    r._batch_id,
-    r._ingested_at,
-    r._origin,
-    r._source_updated_at
-from current_rows as r
+    {{ lineage_columns('r') }}
+from ({{ current_rows(source('raw', 'pacs_report')) }}) as r

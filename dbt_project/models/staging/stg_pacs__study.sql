@@ -1,8 +1,4 @@
 -- Current DICOM instances (headers only), one row per SOP instance, sex decoded.
-with current_rows as (
-    {{ current_rows(source('raw', 'pacs_study')) }}
-)
-
 select
     {{ key(['r._org_code', 'r.sop_instance_uid']) }} as instance_key,
     {{ key(['r._org_code', 'r.study_instance_uid']) }} as study_key,
@@ -26,10 +22,5 @@ select
     {{ clean('r.study_description') }} as study_description,
     {{ clean('r.series_description') }} as series_description,
     {{ clean('r.referring_physician') }} as referring_physician,
-    r._source_key,
-    r._record_hash,
-    r._batch_id,
-    r._ingested_at,
-    r._origin,
-    r._source_updated_at
-from current_rows as r
+    {{ lineage_columns('r') }}
+from ({{ current_rows(source('raw', 'pacs_study')) }}) as r

@@ -1,11 +1,7 @@
 -- Current version of every 2型糖尿病患者随访服务记录表 row (国家基本公共卫生服务规范 第三版): deletes removed, method and
 -- adherence decoded, measurements as numbers (implausible values kept as source text, measured value NULL).
 -- The same service entered twice (same record and visit day under a second id) is kept once: the lowest id.
-with current_rows as (
-    {{ current_rows(source('raw', 'ph_diabetes_followup')) }}
-),
-
-decoded as (
+with decoded as (
     select
         {{ key(['r._org_code', 'r.followup_no']) }} as followup_key,
         r._org_code as org_code,
@@ -28,11 +24,8 @@ decoded as (
         a.code as medication_adherence_code,
         {{ try_date('r.next_visit_date') }} as next_visit_date,
         nullif(trim(r.doctor), '') as doctor,
-        r._source_key,
-        r._record_hash,
-        r._batch_id,
-        r._origin
-    from current_rows as r
+        {{ lineage_columns('r') }}
+    from ({{ current_rows(source('raw', 'ph_diabetes_followup')) }}) as r
     left join {{ ref('ph_code__followup_method') }} as m on m.local_value = trim(r.visit_method)
     left join {{ ref('ph_code__medication_adherence') }} as a on a.local_value = trim(r.medication_adherence)
 )

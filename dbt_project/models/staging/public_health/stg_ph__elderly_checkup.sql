@@ -1,10 +1,6 @@
 -- Current version of every 65+ health check-up (老年人健康体检表): deletes removed, measurements as numbers
 -- (implausible values NULL), self-care assessment decoded; a check-up entered twice on one day is kept once.
-with current_rows as (
-    {{ current_rows(source('raw', 'ph_elderly_checkup')) }}
-),
-
-decoded as (
+with decoded as (
     select
         {{ key(['r._org_code', 'r.checkup_no']) }} as checkup_key,
         r._org_code as org_code,
@@ -21,11 +17,8 @@ decoded as (
         r.self_care as self_care_source_value,
         s.code as self_care_code,
         s.name as self_care_name,
-        r._source_key,
-        r._record_hash,
-        r._batch_id,
-        r._origin
-    from current_rows as r
+        {{ lineage_columns('r') }}
+    from ({{ current_rows(source('raw', 'ph_elderly_checkup')) }}) as r
     left join {{ ref('ph_code__self_care') }} as s on s.local_value = trim(r.self_care)
 )
 

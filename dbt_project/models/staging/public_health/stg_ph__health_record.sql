@@ -1,9 +1,5 @@
 -- Current version of every public-health 健康档案 (WS 365 个人基本信息表) row: latest by ingest, deletes removed,
 -- sex decoded to GB/T 2261.1, dates parsed. One row per (institution, record_no).
-with current_rows as (
-    {{ current_rows(source('raw', 'ph_health_record')) }}
-)
-
 select
     {{ key(['r._org_code', 'r.record_no']) }} as record_key,
     r._org_code as org_code,
@@ -20,9 +16,6 @@ select
     {{ try_date('r.record_date') }} as record_date,
     nullif(trim(r.record_org), '') as record_org_name,
     nullif(trim(r.responsible_doctor), '') as responsible_doctor,
-    r._source_key,
-    r._record_hash,
-    r._batch_id,
-    r._origin
-from current_rows as r
+    {{ lineage_columns('r') }}
+from ({{ current_rows(source('raw', 'ph_health_record')) }}) as r
 left join {{ ref('ph_code__sex') }} as sex on sex.local_value = trim(r.sex)

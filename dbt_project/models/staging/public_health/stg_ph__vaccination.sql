@@ -1,10 +1,6 @@
 -- Current version of every vaccination (预防接种卡 接种记录): deletes removed, vaccine decoded, dose as a number;
 -- the same dose entered twice (same record, vaccine, dose and day under a second id) is kept once.
-with current_rows as (
-    {{ current_rows(source('raw', 'ph_vaccination')) }}
-),
-
-decoded as (
+with decoded as (
     select
         {{ key(['r._org_code', 'r.vaccination_no']) }} as vaccination_key,
         r._org_code as org_code,
@@ -20,11 +16,8 @@ decoded as (
         {{ try_date('r.vaccination_date') }} as vaccination_date,
         nullif(trim(r.vaccine_lot), '') as vaccine_lot,
         nullif(trim(r.vaccination_org), '') as vaccination_org_name,
-        r._source_key,
-        r._record_hash,
-        r._batch_id,
-        r._origin
-    from current_rows as r
+        {{ lineage_columns('r') }}
+    from ({{ current_rows(source('raw', 'ph_vaccination')) }}) as r
     left join {{ ref('ph_code__vaccine') }} as v on v.local_value = trim(r.vaccine_name)
 )
 
