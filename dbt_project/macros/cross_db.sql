@@ -19,6 +19,10 @@
       if v ~ '^\d{12}$' then return to_timestamp(v, 'YYYYMMDDHH24MI')::timestamp; end if;
       if v ~ '^\d{8}$' then return to_date(v, 'YYYYMMDD')::timestamp; end if;
       if v ~ '^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$' then return v::timestamp; end if;
+      -- ISO 8601 with an offset (FHIR dateTime): the instant as wall time in the region's time zone
+      if v ~ '^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)$' then
+        return v::timestamptz at time zone '{{ var("local_time_zone", "Asia/Shanghai") }}';
+      end if;
       return null;
     exception when others then return null;
     end $fn$;
@@ -60,8 +64,18 @@
     try_strptime(nullif(trim({{ expr }}), ''), '%Y%m%d%H%M%S'),
     try_strptime(nullif(trim({{ expr }}), ''), '%Y%m%d%H%M'),
     try_strptime(nullif(trim({{ expr }}), ''), '%Y%m%d'),
-    try_strptime(nullif(trim({{ expr }}), ''), '%Y-%m-%d')
+    try_strptime(nullif(trim({{ expr }}), ''), '%Y-%m-%d'),
+    {{ iso_offset_timestamp(expr) }}
   ) as timestamp)
+{%- endmacro %}
+{# ISO 8601 with an offset or Z (FHIR dateTime, e.g. 2026-10-06T18:55:00+08:00): the instant as wall time in the
+   region's time zone (var local_time_zone, default Asia/Shanghai), like every other source's local times. #}
+{% macro iso_offset_timestamp(expr) -%}
+  (coalesce(
+    try_strptime(regexp_replace(nullif(trim({{ expr }}), ''), 'Z$', '+00:00'), '%Y-%m-%dT%H:%M:%S%z'),
+    try_strptime(regexp_replace(nullif(trim({{ expr }}), ''), 'Z$', '+00:00'), '%Y-%m-%dT%H:%M:%S.%f%z'),
+    try_strptime(regexp_replace(nullif(trim({{ expr }}), ''), 'Z$', '+00:00'), '%Y-%m-%dT%H:%M%z')
+  ) at time zone '{{ var("local_time_zone", "Asia/Shanghai") }}')
 {%- endmacro %}
 {% macro postgres__try_timestamp(expr) -%}
   ops.hutong_try_timestamp({{ expr }})
