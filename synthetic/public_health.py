@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import random
-import re
-import zipfile
 import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -22,18 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from openpyxl import Workbook
 
 from synthetic.events import Encounter, WriterContext
 from synthetic.files import set_arrival
 from synthetic.identity import wrong_check
 from synthetic.population import DATA, Person
+from synthetic.xlsx import workbook_bytes
 
 KIND = "public_health"
 EPOCH = date(2020, 1, 1)  # follow-up rhythms are phased against this day, so any window sees the same visits
 BULK_ENROLMENT = (date(2010, 1, 1), date(2016, 12, 31))  # the national records campaign
 CATCH_UP_FROM = date(2017, 1, 1)  # records created since then: `enrolled_during_window` per year
-MODIFIED = re.compile(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)")
 EXPECTED_RULE = {
     "malformed_csv": "PH-FILE-PARSE", "missing_required": "PH-REQUIRED", "out_of_range": "PH-VALUE-RANGE",
     "invalid_id_check": "PAT-ID-CHECK", "late_delivery": "TIMELINESS-CUTOFF", "duplicate_record": "PH-DUPLICATE",
@@ -360,29 +357,9 @@ class PublicHealthWriter:
 
     def _xlsx(self, spec: dict[str, Any], rows: list[dict[str, Any]]) -> bytes:
         """An .xlsx with fixed metadata and zip timestamps, so the same seed gives the same bytes."""
-        workbook = Workbook()
-        sheet = workbook.active
-        sheet.title = spec["file"]
         columns = list(spec["columns"])
-        sheet.append([spec["columns"][c] for c in columns])
-        for row in rows:
-            sheet.append([row.get(c, "") for c in columns])
-        fixed = datetime(2026, 1, 1)
-        workbook.properties.created = workbook.properties.modified = fixed
-        workbook.properties.creator = self.ctx.name
-        raw = io.BytesIO()
-        workbook.save(raw)
-        source = zipfile.ZipFile(io.BytesIO(raw.getvalue()))
-        out = io.BytesIO()
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
-            for item in sorted(source.infolist(), key=lambda i: i.filename):
-                info = zipfile.ZipInfo(item.filename, date_time=(2026, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                content = source.read(item.filename)
-                if item.filename == "docProps/core.xml":  # openpyxl stamps the save time here
-                    content = MODIFIED.sub(b"\\g<1>2026-01-01T00:00:00Z\\g<2>", content)
-                target.writestr(info, content)
-        return out.getvalue()
+        header = [spec["columns"][c] for c in columns]
+        return workbook_bytes(spec["file"], self.ctx.name, header, [[row.get(c, "") for c in columns] for row in rows])
 
     def finish(self) -> dict[str, int]:
         return dict(self.counts)
