@@ -73,6 +73,7 @@ def lab_items() -> tuple[LabItem, ...]:
         )
 
 
+@cache
 def panels() -> dict[str, list[LabItem]]:
     grouped: dict[str, list[LabItem]] = {}
     for item in lab_items():
@@ -81,7 +82,14 @@ def panels() -> dict[str, list[LabItem]]:
 
 
 def _hl7_ts(value: datetime) -> str:
-    return value.strftime("%Y%m%d%H%M%S")
+    """YYYYMMDDHHMMSS (cut from isoformat, several times faster than strftime)."""
+    s = value.isoformat(" ", "seconds")
+    return s[0:4] + s[5:7] + s[8:10] + s[11:13] + s[14:16] + s[17:19]
+
+
+def _hl7_date(value: date) -> str:
+    s = value.isoformat()
+    return s[0:4] + s[5:7] + s[8:10]
 
 
 class LisWriter:
@@ -154,7 +162,7 @@ class LisWriter:
             f"MSH|^~\\&|LIS|{self.ctx.org_code}|HUTONG|HUTONG|{_hl7_ts(reported)}||ORU^R01^ORU_R01|{control}|P|2.5"
             "||||||UNICODE UTF-8",
             f"PID|1||{enc.local_patient_id}^^^{self.ctx.his_system}&{self.ctx.org_code}&L^PI||{family}^{given}||"
-            f"{person.birth_date:%Y%m%d}|{'M' if person.sex == '1' else 'F'}|||{person.address}",
+            f"{_hl7_date(person.birth_date)}|{'M' if person.sex == '1' else 'F'}|||{person.address}",
             f"PV1|1|{pv1_class}|{enc.dept_code}^^^{self.ctx.org_code}||||{enc.doctor_id}||||||||||||{enc.encounter_key}",
             f"ORC|RE|{control}P|{control}F||CM",
             f"OBR|1|{control}P|{control}F|{panel}^{items[0].panel_name}^L|||{_hl7_ts(observed)}|||||||"

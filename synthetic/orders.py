@@ -67,12 +67,14 @@ def fee_categories() -> dict[str, str]:
 
 
 def _ts(value: datetime | None) -> str | None:
-    return None if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+    return None if value is None else value.isoformat(" ", "seconds")
 
 
 @cache
-def _for(icd10: str, items: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Catalogue entries whose ICD-10 prefixes match the diagnosis (cached: a handful of diagnoses repeat)."""
+def _for(icd10: str, catalogue: str) -> tuple[Any, ...]:
+    """Entries of a catalogue ("drugs" / "procedures") whose ICD-10 prefixes match the diagnosis (cached by
+    name: hashing the catalogue itself on every call cost more than the lookup)."""
+    items = drugs() if catalogue == "drugs" else procedures()
     return tuple(i for i in items if any(icd10.startswith(p) for p in i.prefixes))
 
 
@@ -101,7 +103,7 @@ def outpatient(
     imaging: bool,
 ) -> None:
     """Prescription lines and fees of one outpatient/emergency visit."""
-    candidates = _for(icd10, drugs()) or drugs()
+    candidates = _for(icd10, "drugs") or drugs()
     lines = rng.sample(candidates, k=min(len(candidates), rng.choice((0, 1, 1, 2, 2, 3))))
     western = herbal = 0.0
     for i, drug in enumerate(lines, start=1):
@@ -176,7 +178,7 @@ def inpatient(
     """Orders, procedures and fees of one stay (fees up to discharge, or up to the window end if still in)."""
     until = discharged or window_end
     days = max(1, (until - admitted).days)
-    candidates = _for(icd10, drugs()) or drugs()
+    candidates = _for(icd10, "drugs") or drugs()
     drug_total = 0.0
     for i, drug in enumerate(rng.sample(candidates, k=min(len(candidates), rng.randint(1, 4))), start=1):
         long_term = rng.random() < 0.7
@@ -218,7 +220,7 @@ def inpatient(
                 ],
             )
     surgery_fee = 0.0
-    for i, proc in enumerate(_for(icd10, procedures()), start=1):
+    for i, proc in enumerate(_for(icd10, "procedures"), start=1):
         if rng.random() < 0.6:
             continue
         at = admitted + timedelta(hours=rng.randint(2, 48))
