@@ -247,6 +247,7 @@ def generate_institution(
     ip_per_day = plan.inpatient_expected / plan.window_days
     for offset in range(days):
         day = start + timedelta(days=offset)
+        midnight = datetime.combine(day, datetime.min.time())
         visits: list[list[Any]] = []
         stays: list[list[Any]] = []
         events: list[Encounter] = []
@@ -255,7 +256,7 @@ def generate_institution(
             person = plan.pool.sample(rng)
             emergency = rng.random() < emergency_share
             hour = rng.randint(0, 23) if emergency else rng.choice((8, 8, 9, 9, 9, 10, 10, 11, 14, 15, 16))
-            at = datetime.combine(day, datetime.min.time()) + timedelta(hours=hour, minutes=rng.randint(0, 59))
+            at = midnight + timedelta(hours=hour, minutes=rng.randint(0, 59))
             dept = rng.choice(em_depts if emergency else op_depts)
             diag = pick(rng, dx, op_dx_cum)
             n = next(seq)
@@ -292,9 +293,7 @@ def generate_institution(
         if ip_depts:
             for _ in range(_poisson_count(rng, ip_per_day)):
                 person = plan.pool.sample(rng)
-                admitted = datetime.combine(day, datetime.min.time()) + timedelta(
-                    hours=rng.randint(0, 23), minutes=rng.randint(0, 59)
-                )
+                admitted = midnight + timedelta(hours=rng.randint(0, 23), minutes=rng.randint(0, 59))
                 los = max(1, round(rng.expovariate(1 / los_mean))) if los_mean else 1
                 discharged: datetime | None = admitted + timedelta(days=los, hours=rng.randint(-3, 5))
                 if discharged and discharged.date() > end:

@@ -338,21 +338,21 @@ class PublicHealthWriter:
         writer = csv.writer(buffer, lineterminator="\r\n")
         columns = list(spec["columns"])
         writer.writerow(spec["columns"][c] for c in columns)
-        for row in rows:
-            writer.writerow(row.get(c, "") for c in columns)
-        lines = [line.encode(self.encoding, errors="replace") for line in buffer.getvalue().split("\r\n")]
-        broken = 0
-        if len(lines) > 2 and self.rng.random() < self.file_rates["malformed_csv"]:
-            broken = self.rng.randint(2, len(lines) - 1)  # 1-based line number, never the header
-            line, how = lines[broken - 1], self.rng.choice(MALFORMED_KINDS)
-            if how == "column_count":  # a field lost its separator
-                head, _, tail = line.rpartition(b",")
-                line = head + tail
-            elif how == "unterminated_quote":
-                line = line.rsplit(b",", 3)[0] + ',"未闭合引号'.encode(self.encoding)
-            else:  # bytes no decoder of either encoding accepts
-                line = line[:10] + b"\xff\xfe\x80" + line[10:]
-            lines[broken - 1] = line
+        writer.writerows([row.get(c, "") for c in columns] for row in rows)
+        text = buffer.getvalue()
+        if text.count("\r\n") < 2 or self.rng.random() >= self.file_rates["malformed_csv"]:  # (lines - 1) < 2
+            return text.encode(self.encoding, errors="replace"), 0
+        lines = [line.encode(self.encoding, errors="replace") for line in text.split("\r\n")]
+        broken = self.rng.randint(2, len(lines) - 1)  # 1-based line number, never the header
+        line, how = lines[broken - 1], self.rng.choice(MALFORMED_KINDS)
+        if how == "column_count":  # a field lost its separator
+            head, _, tail = line.rpartition(b",")
+            line = head + tail
+        elif how == "unterminated_quote":
+            line = line.rsplit(b",", 3)[0] + ',"未闭合引号'.encode(self.encoding)
+        else:  # bytes no decoder of either encoding accepts
+            line = line[:10] + b"\xff\xfe\x80" + line[10:]
+        lines[broken - 1] = line
         return b"\r\n".join(lines), broken
 
     def _xlsx(self, spec: dict[str, Any], rows: list[dict[str, Any]]) -> bytes:
