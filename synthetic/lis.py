@@ -87,6 +87,18 @@ def _hl7_ts(value: datetime) -> str:
     return s[0:4] + s[5:7] + s[8:10] + s[11:13] + s[14:16] + s[17:19]
 
 
+PV1_CLASS = {"op": "O", "em": "E", "ip": "I"}
+
+
+@cache
+def _obx_parts(item: LabItem) -> tuple[str, str]:
+    """OBX-3 (local code, with LOINC when mapped) and OBX-6|OBX-7 (unit|reference range) of an item."""
+    code = f"{item.local_code}^{item.local_name}^L"
+    if item.loinc:
+        code += f"^{item.loinc}^{item.loinc_name}^LN"
+    return code, f"{item.unit}|{item.ref_low}-{item.ref_high}"
+
+
 def _hl7_date(value: date) -> str:
     s = value.isoformat()
     return s[0:4] + s[5:7] + s[8:10]
@@ -156,29 +168,25 @@ class LisWriter:
         )
         reported = observed + timedelta(minutes=self.rng.randint(30, 240))
         family, given = enc.patient_name[:1], enc.patient_name[1:]
-        pv1_class = {"op": "O", "em": "E", "ip": "I"}[enc.setting]
+        pv1_class = PV1_CLASS[enc.setting]
         items = panels()[panel]
+        reported_ts, observed_ts = _hl7_ts(reported), _hl7_ts(observed)
         segments = [
-            f"MSH|^~\\&|LIS|{self.ctx.org_code}|HUTONG|HUTONG|{_hl7_ts(reported)}||ORU^R01^ORU_R01|{control}|P|2.5"
+            f"MSH|^~\\&|LIS|{self.ctx.org_code}|HUTONG|HUTONG|{reported_ts}||ORU^R01^ORU_R01|{control}|P|2.5"
             "||||||UNICODE UTF-8",
             f"PID|1||{enc.local_patient_id}^^^{self.ctx.his_system}&{self.ctx.org_code}&L^PI||{family}^{given}||"
             f"{_hl7_date(person.birth_date)}|{'M' if person.sex == '1' else 'F'}|||{person.address}",
             f"PV1|1|{pv1_class}|{enc.dept_code}^^^{self.ctx.org_code}||||{enc.doctor_id}||||||||||||{enc.encounter_key}",
             f"ORC|RE|{control}P|{control}F||CM",
-            f"OBR|1|{control}P|{control}F|{panel}^{items[0].panel_name}^L|||{_hl7_ts(observed)}|||||||"
-            f"{_hl7_ts(observed)}||{enc.doctor_id}||||||{_hl7_ts(reported)}|||F",
+            f"OBR|1|{control}P|{control}F|{panel}^{items[0].panel_name}^L|||{observed_ts}|||||||"
+            f"{observed_ts}||{enc.doctor_id}||||||{reported_ts}|||F",
         ]
         for n, item in enumerate(items, start=1):
             value = self._value(item, enc.icd10)
             flag = "H" if value > item.ref_high else "L" if value < item.ref_low else "N"
-            code = f"{item.local_code}^{item.local_name}^L"
-            if item.loinc:
-                code += f"^{item.loinc}^{item.loinc_name}^LN"
-            segments.append(
-                f"OBX|{n}|NM|{code}||{value}|{item.unit}|{item.ref_low}-{item.ref_high}|{flag}|||F|||"
-                f"{_hl7_ts(reported)}"
-            )
-            self.results += 1
+            code, unit_range = _obx_parts(item)
+            segments.append(f"OBX|{n}|NM|{code}||{value}|{unit_range}|{flag}|||F|||{reported_ts}")
+        self.results += len(items)
         return "\r".join(segments) + "\r"
 
     def _maybe_defect(self, message: str) -> tuple[str, str, str]:

@@ -155,7 +155,7 @@ def write_population_table(people: list[Person], on: date, path: Path) -> int:
     names: dict[str, str] = {}
     for p in people:
         age = (on - p.birth_date).days // 365
-        low = next(lo for lo, hi in POPULATION_BANDS if age <= hi)
+        low = min(age // 5 * 5, POPULATION_BANDS[-1][0])  # the band's lowest age (5-year bands, 85+)
         counts[(p.township_code, p.sex, low)] = counts.get((p.township_code, p.sex, low), 0) + 1
         names[p.township_code] = p.township_name
     path.parent.mkdir(parents=True, exist_ok=True)
