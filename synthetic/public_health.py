@@ -109,8 +109,10 @@ class PublicHealthWriter:
         files = {**FILE_DEFECT_RATES, **by_kind.get("public_health_files", {})}
         self.row_rates = {k: float(v) * ctx.defect_multiplier for k, v in rows.items()}
         self.file_rates = {k: float(v) * ctx.defect_multiplier for k, v in files.items()}
+        self.row_rate_total = sum(self.row_rates.values())
         # the institution's export system: the same for every run of this institution
         self.encoding = "gbk" if _unit("ENC", ctx.org_code) < self.care["gbk_share"] else "utf-8"
+        self._person_rng = random.Random()  # reseeded per resident (see _resident)
         self.pending: dict[str, Pending] = {name: Pending() for name in ENTITY_COUNTS}
         self.counts = dict.fromkeys(ENTITY_COUNTS.values(), 0)
         self.new_records: dict[date, list[Resident]] = {}
@@ -122,7 +124,8 @@ class PublicHealthWriter:
     # -- planning -------------------------------------------------------------------------------
     def _resident(self, n: int, person: Person) -> Resident | None:
         care, anchor = self.care, anchor_date()
-        rng = random.Random(f"PH|{self.ctx.org_code}|{person.id_no}")
+        rng = self._person_rng
+        rng.seed(f"PH|{self.ctx.org_code}|{person.id_no}")  # as random.Random(that string), without a new object
         if rng.random() >= care["enrolled"]:
             return None
         catch_up = (anchor - CATCH_UP_FROM).days / 365 * care["enrolled_during_window"]
@@ -272,8 +275,7 @@ class PublicHealthWriter:
                 name = f"{spec['file']}_{delivered:%Y%m%d}_2.{suffix}"
             key_field = next(iter(spec["columns"]))
             rows: list[dict[str, Any]] = []
-            for row, person_id in pending.rows:
-                row = dict(row)
+            for row, person_id in pending.rows:  # each row a dict of its own: defaced in place
                 defect, field_name = self._row_defect(dataset, row)
                 rows.append(row)
                 records.append([org, "PH", dataset, name, row[key_field], person_id])
@@ -311,6 +313,8 @@ class PublicHealthWriter:
     def _row_defect(self, dataset: str, row: dict[str, Any]) -> tuple[str, str]:
         """Maybe deface the row; returns (defect type, field) or ("", "")."""
         roll = self.rng.random()
+        if roll >= self.row_rate_total:  # most rows: no defect
+            return "", ""
         for name, rate in self.row_rates.items():
             if roll >= rate:
                 roll -= rate
