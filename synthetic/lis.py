@@ -10,7 +10,7 @@ from datetime import date, datetime, time, timedelta
 from functools import cache
 
 from synthetic.events import Encounter, WriterContext
-from synthetic.files import set_arrival
+from synthetic.files import FolderMaker, set_arrival
 from synthetic.population import DATA
 
 KIND = "lis"
@@ -118,6 +118,7 @@ class LisWriter:
         self.messages = 0
         self.results = 0
         self.seq = 0
+        self.files = FolderMaker()
 
     def on_day(self, day: date, encounters: list[Encounter]) -> None:
         batch: list[tuple[str, Encounter, str]] = []  # (message, encounter, control id)
@@ -133,8 +134,7 @@ class LisWriter:
                 batch.append((self._message(enc, panel, control, day), enc, control))
         if not batch:
             return
-        folder = self.ctx.out_dir / f"{day:%Y%m%d}"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = self.files.ensure(self.ctx.out_dir / f"{day:%Y%m%d}")
         records, defects = [], []
         for part, start in enumerate(range(0, len(batch), MESSAGES_PER_FILE), start=1):
             chunk = batch[start : start + MESSAGES_PER_FILE]

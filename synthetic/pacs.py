@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import random
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -13,7 +12,7 @@ from functools import cache
 
 from synthetic.dicom import part10
 from synthetic.events import Encounter, WriterContext
-from synthetic.files import FolderMaker
+from synthetic.files import FolderMaker, flat_json
 from synthetic.population import DATA
 
 KIND = "pacs"
@@ -168,7 +167,7 @@ class PacsWriter:
             "report_time": reported.strftime("%Y-%m-%d %H:%M:%S"),
         }
         arrived = min(max(reported, studied), datetime.combine(studied.date(), time(23, 50)))  # synced by day's end
-        self.files.write_bytes(self.ctx.out_dir / rel, json.dumps(report, ensure_ascii=False, indent=1).encode(),
+        self.files.write_bytes(self.ctx.out_dir / rel, flat_json(report).encode(),
                                arrived=arrived)  # fmt: skip
 
     def finish(self) -> dict[str, int]:

@@ -86,3 +86,10 @@ def test_headers_are_the_bytes_pydicom_writes(county):
         again = io.BytesIO()
         ds.save_as(again, enforce_file_format=True)
         assert again.getvalue() == path.read_bytes(), path
+
+
+def test_flat_json_is_what_json_writes():
+    from synthetic.files import flat_json
+
+    for record in ({}, {"a": 1, "检查所见": '双肺"纹理"\n清晰', "b": True, "c": None, "d": 1.5, "e": False}):
+        assert flat_json(record) == json.dumps(record, ensure_ascii=False, indent=1)
