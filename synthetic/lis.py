@@ -122,36 +122,40 @@ class LisWriter:
 
     def on_day(self, day: date, encounters: list[Encounter]) -> None:
         batch: list[tuple[str, Encounter, str]] = []  # (message, encounter, control id)
+        stamp = day.isoformat().replace("-", "")  # YYYYMMDD, formatted once a day
+        control_prefix = f"{self.ctx.short}{stamp}"
+        factor = PRIMARY_CARE_FACTOR if self.primary else 1.0
         for enc in encounters:
-            share = self.order_share[enc.setting] * (PRIMARY_CARE_FACTOR if self.primary else 1.0)
-            if self.rng.random() >= share:
+            if self.rng.random() >= self.order_share[enc.setting] * factor:
                 continue
             wanted = PANELS_BY_DIAGNOSIS.get(enc.icd10[:3], ["P01"])
             chosen = [p for p in wanted if self.rng.random() < 0.7] or [wanted[0]]
             for panel in chosen:
                 self.seq += 1
-                control = f"{self.ctx.short}{day:%Y%m%d}{self.seq:07d}"
+                control = f"{control_prefix}{self.seq:07d}"
                 batch.append((self._message(enc, panel, control, day), enc, control))
         if not batch:
             return
-        folder = self.files.ensure(self.ctx.out_dir / f"{day:%Y%m%d}")
+        folder = self.files.ensure(self.ctx.out_dir / stamp)
         records, defects = [], []
+        org, arrival = self.ctx.org_code, datetime.combine(day, time(23, 59))
         for part, start in enumerate(range(0, len(batch), MESSAGES_PER_FILE), start=1):
             chunk = batch[start : start + MESSAGES_PER_FILE]
-            name = f"ORU_{self.ctx.short}_{day:%Y%m%d}_{part:03d}.hl7"
-            rel = f"{day:%Y%m%d}/{name}"
+            name = f"ORU_{self.ctx.short}_{stamp}_{part:03d}.hl7"
+            rel = f"{stamp}/{name}"
             messages = []
             for message, enc, control in chunk:
                 message, defect, field = self._maybe_defect(message)
                 if defect:
-                    defects.append([self.ctx.org_code, KIND, rel, control, defect, field, EXPECTED_RULE[defect]])
+                    defects.append([org, KIND, rel, control, defect, field, EXPECTED_RULE[defect]])
                 messages.append(message)
-                records.append([self.ctx.org_code, "LIS", "lab_result", rel, control, enc.person.person_id])
-            header = (f"FHS|^~\\&|LIS|{self.ctx.org_code}|HUTONG|HUTONG|{day:%Y%m%d}235900||{name}\r"
-                      f"BHS|^~\\&|LIS|{self.ctx.org_code}|HUTONG|HUTONG|{day:%Y%m%d}235900\r")  # fmt: skip
+                records.append([org, "LIS", "lab_result", rel, control, enc.person.person_id])
+            header = (f"FHS|^~\\&|LIS|{self.ctx.org_code}|HUTONG|HUTONG|{stamp}235900||{name}\r"
+                      f"BHS|^~\\&|LIS|{self.ctx.org_code}|HUTONG|HUTONG|{stamp}235900\r")  # fmt: skip
             trailer = f"BTS|{len(messages)}\rFTS|1\r"
-            (folder / name).write_bytes((header + "".join(messages) + trailer).encode("utf-8"))
-            set_arrival(folder / name, datetime.combine(day, time(23, 59)))
+            path = folder / name
+            path.write_bytes((header + "".join(messages) + trailer).encode("utf-8"))
+            set_arrival(path, arrival)
         self.messages += len(batch)
         self.ctx.truth.records(records)
         self.ctx.truth.defects(defects)

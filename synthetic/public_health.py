@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from synthetic.events import Encounter, WriterContext
-from synthetic.files import set_arrival
+from synthetic.files import FolderMaker, set_arrival
 from synthetic.identity import wrong_check
 from synthetic.population import DATA, Person
 from synthetic.xlsx import workbook_bytes
@@ -112,6 +112,7 @@ class PublicHealthWriter:
         self.row_rate_total = sum(self.row_rates.values())
         # the institution's export system: the same for every run of this institution
         self.encoding = "gbk" if _unit("ENC", ctx.org_code) < self.care["gbk_share"] else "utf-8"
+        self.files = FolderMaker()
         self._person_rng = random.Random()  # reseeded per resident (see _resident)
         self.pending: dict[str, Pending] = {name: Pending() for name in ENTITY_COUNTS}
         self.counts = dict.fromkeys(ENTITY_COUNTS.values(), 0)
@@ -294,7 +295,7 @@ class PublicHealthWriter:
                 defects.append([org, KIND, name, key, defect, spec["columns"][field_name], EXPECTED_RULE[defect]])
             if late:
                 defects.append([org, KIND, name, name, "late_delivery", "file", EXPECTED_RULE["late_delivery"]])
-            self.ctx.out_dir.mkdir(parents=True, exist_ok=True)
+            self.files.ensure(self.ctx.out_dir)
             if suffix == "csv":
                 data, broken_line = self._csv(spec, rows)
                 if broken_line:
