@@ -90,13 +90,28 @@ def _hl7_ts(value: datetime) -> str:
 PV1_CLASS = {"op": "O", "em": "E", "ip": "I"}
 
 
-@cache
+_DISTRIBUTIONS: dict[tuple[str, str], tuple[float, float, float]] = {}
+_OBX_PARTS: dict[str, tuple[str, str]] = {}  # (memoised by item code: hashing the item itself costs more)
+
+
+def _distribution(item: LabItem, icd3: str) -> tuple[float, float, float]:
+    """Mean and sd of an item's results for a diagnosis group (shifted when ill), and the lowest value drawn."""
+    found = _DISTRIBUTIONS.get((item.local_code, icd3))
+    if found is None:
+        mean, sd = ILL_VALUES.get(icd3, {}).get(item.local_code, (item.mean, item.sd))
+        found = _DISTRIBUTIONS[(item.local_code, icd3)] = (mean, sd, 0.0 if item.ref_low == 0 else item.ref_low * 0.3)
+    return found
+
+
 def _obx_parts(item: LabItem) -> tuple[str, str]:
     """OBX-3 (local code, with LOINC when mapped) and OBX-6|OBX-7 (unit|reference range) of an item."""
-    code = f"{item.local_code}^{item.local_name}^L"
-    if item.loinc:
-        code += f"^{item.loinc}^{item.loinc_name}^LN"
-    return code, f"{item.unit}|{item.ref_low}-{item.ref_high}"
+    found = _OBX_PARTS.get(item.local_code)
+    if found is None:
+        code = f"{item.local_code}^{item.local_name}^L"
+        if item.loinc:
+            code += f"^{item.loinc}^{item.loinc_name}^LN"
+        found = _OBX_PARTS[item.local_code] = (code, f"{item.unit}|{item.ref_low}-{item.ref_high}")
+    return found
 
 
 def _hl7_date(value: date) -> str:
@@ -161,8 +176,7 @@ class LisWriter:
         self.ctx.truth.defects(defects)
 
     def _value(self, item: LabItem, icd10: str) -> float:
-        mean, sd = ILL_VALUES.get(icd10[:3], {}).get(item.local_code, (item.mean, item.sd))
-        low_bound = 0.0 if item.ref_low == 0 else item.ref_low * 0.3
+        mean, sd, low_bound = _distribution(item, icd10[:3])
         return round(max(low_bound, self.rng.gauss(mean, sd)), item.decimals)
 
     def _message(self, enc: Encounter, panel: str, control: str, day: date) -> str:
