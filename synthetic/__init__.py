@@ -54,6 +54,7 @@ TRUTH_FILES = {
     "identity_noise": ["org_code", "source_table", "local_key", "person_id", "noise_type", "field"],
 }
 PARALLEL_FROM_PERSONS = 100_000
+STAY_WORK = 5.0  # an inpatient stay costs about as much generation work as this many outpatient visits
 _JOB: _Job | None = None  # the job forked workers inherit
 
 
@@ -108,6 +109,12 @@ def _progress(results: Any, plans: list[Any], progress: Callable[[str], None] | 
         if progress:
             progress(f"institution {result[0]} done ({done}/{len(plans)})")
         yield result
+
+
+def _workload(plan: Any) -> float:
+    """A rough size of an institution's generation work: its visits, a stay counting as several (orders over
+    days, lab panels, imaging, EMR documents)."""
+    return plan.outpatient_expected + STAY_WORK * plan.inpatient_expected
 
 
 def _join_truth(truth_dir: Path, institutions: int) -> None:
@@ -204,15 +211,18 @@ def generate(
     if workers > 1 and "fork" in mp.get_all_start_methods():
         # Institutions are independent: generate them in forked workers that inherit the population, each
         # writing its own truth part; parts are joined in institution order, so output never depends on workers.
+        # The largest institutions go first, so the tail is a small one whichever worker is free.
         global _JOB
         _JOB = job
         gc.freeze()  # keep the inherited population out of the workers' garbage collections
+        largest_first = sorted(range(len(plans)), key=lambda i: (-_workload(plans[i]), i))
         try:
             with mp.get_context("fork").Pool(workers) as pool:
-                results = list(_progress(pool.imap(_generate_one, range(len(plans))), plans, progress))
+                done = {r[0]: r for r in _progress(pool.imap_unordered(_generate_one, largest_first), plans, progress)}
         finally:
             _JOB = None
             gc.unfreeze()
+        results = [done[plan.org_code] for plan in plans]
     else:
         results = list(_progress((job.run(i) for i in range(len(plans))), plans, progress))
     for org_code, his_counts, other_counts in results:
