@@ -6,6 +6,7 @@ import csv
 import gc
 import json
 import multiprocessing as mp
+import operator
 import os
 import shutil
 from collections.abc import Callable
@@ -53,6 +54,7 @@ TRUTH_FILES = {
     "identity_noise": ["org_code", "source_table", "local_key", "person_id", "noise_type", "field"],
 }
 PARALLEL_FROM_PERSONS = 100_000
+STAY_WORK = 5.0  # an inpatient stay costs about as much generation work as this many outpatient visits
 _JOB: _Job | None = None  # the job forked workers inherit
 
 
@@ -107,6 +109,12 @@ def _progress(results: Any, plans: list[Any], progress: Callable[[str], None] | 
         if progress:
             progress(f"institution {result[0]} done ({done}/{len(plans)})")
         yield result
+
+
+def _workload(plan: Any) -> float:
+    """A rough size of an institution's generation work: its visits, a stay counting as several (orders over
+    days, lab panels, imaging, EMR documents)."""
+    return plan.outpatient_expected + STAY_WORK * plan.inpatient_expected
 
 
 def _join_truth(truth_dir: Path, institutions: int) -> None:
@@ -189,8 +197,7 @@ def generate(
     with (truth_dir / "persons.csv").open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(PERSON_FIELDS)
-        for p in people:
-            writer.writerow([getattr(p, f) for f in PERSON_FIELDS])
+        writer.writerows(map(operator.attrgetter(*PERSON_FIELDS), people))
     # the statistics bureau's 常住人口 table (config county.population_file points here for the synthetic county)
     write_population_table(people, end, out_dir / "sources" / "statistics" / "population.csv")
     plans = plan_institutions(config, people, int(spec["days"]), profiles, end)
@@ -204,15 +211,18 @@ def generate(
     if workers > 1 and "fork" in mp.get_all_start_methods():
         # Institutions are independent: generate them in forked workers that inherit the population, each
         # writing its own truth part; parts are joined in institution order, so output never depends on workers.
+        # The largest institutions go first, so the tail is a small one whichever worker is free.
         global _JOB
         _JOB = job
         gc.freeze()  # keep the inherited population out of the workers' garbage collections
+        largest_first = sorted(range(len(plans)), key=lambda i: (-_workload(plans[i]), i))
         try:
             with mp.get_context("fork").Pool(workers) as pool:
-                results = list(_progress(pool.imap(_generate_one, range(len(plans))), plans, progress))
+                done = {r[0]: r for r in _progress(pool.imap_unordered(_generate_one, largest_first), plans, progress)}
         finally:
             _JOB = None
             gc.unfreeze()
+        results = [done[plan.org_code] for plan in plans]
     else:
         results = list(_progress((job.run(i) for i in range(len(plans))), plans, progress))
     for org_code, his_counts, other_counts in results:

@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from synthetic.population import Person
 
 
-@dataclass(frozen=True)
-class Encounter:
-    """One visit or stay as the HIS recorded it (what other systems of the same institution refer to)."""
+class Encounter(NamedTuple):
+    """One visit or stay as the HIS recorded it (what other systems of the same institution refer to).
+    A NamedTuple: immutable, and several times cheaper to create than a frozen dataclass."""
 
     org_code: str
     short: str

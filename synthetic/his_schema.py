@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 
 VENDOR_A: dict[str, str] = {
     "GY_BRXX": "BRID VARCHAR(20), BRXM VARCHAR(50), XB VARCHAR(4), CSRQ VARCHAR(8), ZJLX VARCHAR(2), "
@@ -52,6 +53,7 @@ VENDOR_B: dict[str, str] = {
 SCHEMAS = {"vendor_a": VENDOR_A, "vendor_b": VENDOR_B}
 
 
+@cache
 def columns(vendor: str, table: str) -> list[str]:
     """Column names of a table, in order (commas inside type parentheses such as DECIMAL(10,2) ignored)."""
     return [part.strip().split()[0] for part in re.split(r",(?![^()]*\))", SCHEMAS[vendor][table])]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from datetime import date
 
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -10,12 +11,14 @@ CHECK_CHARS = "10X98765432"
 
 def check_char(first17: str) -> str:
     """The GB 11643 check character for the first 17 digits."""
-    return CHECK_CHARS[sum(int(d) * w for d, w in zip(first17, WEIGHTS, strict=True)) % 11]
+    if len(first17) != 17:
+        raise ValueError(f"a 身份证号 body has 17 digits: {first17!r}")
+    return CHECK_CHARS[sum(map(operator.mul, map(int, first17), WEIGHTS)) % 11]
 
 
 def make_id(area: str, birth: date, seq: int) -> str:
     """An 18-digit 身份证号; `seq` odd for men, even for women (GB 11643)."""
-    body = f"{area}{birth:%Y%m%d}{seq:03d}"
+    body = f"{area}{birth.year:04d}{birth.month:02d}{birth.day:02d}{seq:03d}"
     return body + check_char(body)
 
 

@@ -67,12 +67,14 @@ def fee_categories() -> dict[str, str]:
 
 
 def _ts(value: datetime | None) -> str | None:
-    return None if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+    return None if value is None else value.isoformat(" ", "seconds")
 
 
 @cache
-def _for(icd10: str, items: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Catalogue entries whose ICD-10 prefixes match the diagnosis (cached: a handful of diagnoses repeat)."""
+def _for(icd10: str, catalogue: str) -> tuple[Any, ...]:
+    """Entries of a catalogue ("drugs" / "procedures") whose ICD-10 prefixes match the diagnosis (cached by
+    name: hashing the catalogue itself on every call cost more than the lookup)."""
+    items = drugs() if catalogue == "drugs" else procedures()
     return tuple(i for i in items if any(icd10.startswith(p) for p in i.prefixes))
 
 
@@ -101,7 +103,8 @@ def outpatient(
     imaging: bool,
 ) -> None:
     """Prescription lines and fees of one outpatient/emergency visit."""
-    candidates = _for(icd10, drugs()) or drugs()
+    at_text, updated_text = _ts(at), _ts(updated)
+    candidates = _for(icd10, "drugs") or drugs()
     lines = rng.sample(candidates, k=min(len(candidates), rng.choice((0, 1, 1, 2, 2, 3))))
     western = herbal = 0.0
     for i, drug in enumerate(lines, start=1):
@@ -125,9 +128,9 @@ def outpatient(
                     drug.unit,
                     f"{drug.price:.2f}",
                     f"{amount:.2f}",
-                    _ts(at),
+                    at_text,
                     doctor,
-                    _ts(updated),
+                    updated_text,
                     deleted,
                 ],
             )
@@ -146,9 +149,9 @@ def outpatient(
                     drug.unit,
                     drug.price,
                     amount,
-                    _ts(at),
+                    at_text,
                     doctor,
-                    _ts(updated),
+                    updated_text,
                     deleted,
                 ],
             )
@@ -157,7 +160,7 @@ def outpatient(
         fees["06"] = round(rng.uniform(30, 260), 2)
     if imaging:
         fees["07"] = round(rng.uniform(60, 480), 2)
-    _fees(out, vendor, key, "MZ", fees, at, updated, deleted)
+    _fees(out, vendor, key, "MZ", fees, at_text, updated_text, deleted)
 
 
 def inpatient(
@@ -175,12 +178,13 @@ def inpatient(
 ) -> None:
     """Orders, procedures and fees of one stay (fees up to discharge, or up to the window end if still in)."""
     until = discharged or window_end
+    updated_text, stop_text = _ts(updated), _ts(discharged)
     days = max(1, (until - admitted).days)
-    candidates = _for(icd10, drugs()) or drugs()
+    candidates = _for(icd10, "drugs") or drugs()
     drug_total = 0.0
     for i, drug in enumerate(rng.sample(candidates, k=min(len(candidates), rng.randint(1, 4))), start=1):
         long_term = rng.random() < 0.7
-        stop = discharged if long_term else admitted + timedelta(hours=rng.randint(1, 12))
+        stop = stop_text if long_term else _ts(admitted + timedelta(hours=rng.randint(1, 12)))
         drug_total += drug.price * (days if long_term else 1)
         content = f"{drug.name} {drug.spec} {'每日一次' if long_term else '立即'}"
         if vendor == "vendor_a":
@@ -194,9 +198,9 @@ def inpatient(
                     content,
                     drug.local_code,
                     _ts(admitted + timedelta(minutes=30 + i)),
-                    _ts(stop),
+                    stop,
                     doctor,
-                    _ts(updated),
+                    updated_text,
                     "0",
                 ],
             )
@@ -211,22 +215,22 @@ def inpatient(
                     content,
                     drug.local_code,
                     _ts(admitted + timedelta(minutes=30 + i)),
-                    _ts(stop),
+                    stop,
                     doctor,
-                    _ts(updated),
+                    updated_text,
                     "0",
                 ],
             )
     surgery_fee = 0.0
-    for i, proc in enumerate(_for(icd10, procedures()), start=1):
+    for i, proc in enumerate(_for(icd10, "procedures"), start=1):
         if rng.random() < 0.6:
             continue
         at = admitted + timedelta(hours=rng.randint(2, 48))
         surgery_fee += proc.surgery_fee
         if vendor == "vendor_a":
-            out.add("ZY_SSJL", [f"{key}-S{i}", key, pid, proc.code, proc.name, _ts(at), doctor, _ts(updated), "0"])
+            out.add("ZY_SSJL", [f"{key}-S{i}", key, pid, proc.code, proc.name, _ts(at), doctor, updated_text, "0"])
         else:
-            out.add("surgery", [f"{key}-S{i}", key, pid, proc.code, proc.name, _ts(at), doctor, _ts(updated), "0"])
+            out.add("surgery", [f"{key}-S{i}", key, pid, proc.code, proc.name, _ts(at), doctor, updated_text, "0"])
     fees = {
         "01": round(days * rng.uniform(40, 80), 2),
         "02": round(days * rng.uniform(20, 60), 2),
@@ -238,7 +242,7 @@ def inpatient(
     }
     if surgery_fee:
         fees["10"] = surgery_fee
-    _fees(out, vendor, key, "ZY", fees, until, updated, "0")
+    _fees(out, vendor, key, "ZY", fees, _ts(until), updated_text, "0")
 
 
 def _fees(
@@ -247,10 +251,11 @@ def _fees(
     key: str,
     setting: str,
     fees: dict[str, float],
-    at: datetime,
-    updated: datetime,
+    at: str | None,
+    updated: str | None,
     deleted: str,
 ) -> None:
+    """Fee rows by 病案首页 category (`at`/`updated` already formatted)."""
     local = fee_categories()
     for category, amount in fees.items():
         if amount <= 0:
@@ -258,7 +263,7 @@ def _fees(
         if vendor == "vendor_a":
             out.add(
                 "SF_FYMX",
-                [f"{key}-F{category}", key, setting, local[category], f"{amount:.2f}", _ts(at), _ts(updated), deleted],
+                [f"{key}-F{category}", key, setting, local[category], f"{amount:.2f}", at, updated, deleted],
             )
         else:
-            out.add("fee", [f"{key}-F{category}", key, category, round(amount, 2), _ts(at), _ts(updated), deleted])
+            out.add("fee", [f"{key}-F{category}", key, category, round(amount, 2), at, updated, deleted])

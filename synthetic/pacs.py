@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import random
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import cache
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
-
+from synthetic.dicom import part10
 from synthetic.events import Encounter, WriterContext
-from synthetic.files import FolderMaker, set_arrival
+from synthetic.files import FolderMaker, flat_json
 from synthetic.population import DATA
 
 KIND = "pacs"
@@ -131,40 +128,21 @@ class PacsWriter:
         study_uid = uid(org, accession, "study")
         series_uid = uid(org, accession, "series")
         sop_uid = uid(org, accession, "instance", "1")
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = exam.sop_class
-        meta.MediaStorageSOPInstanceUID = sop_uid
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SpecificCharacterSet = "ISO_IR 192"
-        ds.SOPClassUID = exam.sop_class
-        ds.SOPInstanceUID = sop_uid
-        ds.StudyDate = ds.SeriesDate = ds.ContentDate = studied.strftime("%Y%m%d")
-        ds.StudyTime = ds.SeriesTime = ds.ContentTime = studied.strftime("%H%M%S")
-        ds.AccessionNumber = accession
-        ds.Modality = exam.modality
-        ds.InstitutionName = self.ctx.name
-        ds.ReferringPhysicianName = enc.doctor_id
-        ds.StudyDescription = exam.name
-        ds.SeriesDescription = exam.name
-        ds.PatientName = f"{enc.patient_name[:1]}^{enc.patient_name[1:]}"
-        ds.PatientID = "" if defect == "missing_required" else enc.local_patient_id
-        ds.IssuerOfPatientID = org
-        ds.PatientBirthDate = enc.person.birth_date.strftime("%Y%m%d")
-        ds.PatientSex = "M" if enc.person.sex == "1" else "F"
-        ds.AdmissionID = enc.encounter_key
-        ds.BodyPartExamined = exam.body_part
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = series_uid
-        ds.StudyID = accession[-6:]
-        ds.SeriesNumber = 1
-        ds.InstanceNumber = 1
-        path = self.ctx.out_dir / rel
-        self.files.ensure(path.parent)
-        ds.save_as(path, enforce_file_format=True)
-        set_arrival(path, studied)
+        stamp_date, stamp_time = studied.strftime("%Y%m%d"), studied.strftime("%H%M%S")
+        data = part10({
+            "SpecificCharacterSet": "ISO_IR 192", "SOPClassUID": exam.sop_class, "SOPInstanceUID": sop_uid,
+            "StudyDate": stamp_date, "SeriesDate": stamp_date, "ContentDate": stamp_date, "StudyTime": stamp_time,
+            "SeriesTime": stamp_time, "ContentTime": stamp_time, "AccessionNumber": accession,
+            "Modality": exam.modality, "InstitutionName": self.ctx.name, "ReferringPhysicianName": enc.doctor_id,
+            "StudyDescription": exam.name, "SeriesDescription": exam.name,
+            "PatientName": f"{enc.patient_name[:1]}^{enc.patient_name[1:]}",
+            "PatientID": "" if defect == "missing_required" else enc.local_patient_id, "IssuerOfPatientID": org,
+            "PatientBirthDate": enc.person.birth_date.strftime("%Y%m%d"),
+            "PatientSex": "M" if enc.person.sex == "1" else "F", "AdmissionID": enc.encounter_key,
+            "BodyPartExamined": exam.body_part, "StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
+            "StudyID": accession[-6:], "SeriesNumber": 1, "InstanceNumber": 1,
+        })  # fmt: skip
+        self.files.write_bytes(self.ctx.out_dir / rel, data, arrived=studied)
 
     def _write_report(self, rel: str, enc: Encounter, exam: Exam, accession: str, studied: datetime,
                       abnormal: bool, defect: str) -> None:  # fmt: skip
@@ -189,7 +167,7 @@ class PacsWriter:
             "report_time": reported.strftime("%Y-%m-%d %H:%M:%S"),
         }
         arrived = min(max(reported, studied), datetime.combine(studied.date(), time(23, 50)))  # synced by day's end
-        self.files.write_bytes(self.ctx.out_dir / rel, json.dumps(report, ensure_ascii=False, indent=1).encode(),
+        self.files.write_bytes(self.ctx.out_dir / rel, flat_json(report).encode(),
                                arrived=arrived)  # fmt: skip
 
     def finish(self) -> dict[str, int]:

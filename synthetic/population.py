@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import random
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from synthetic.draws import pick
 from synthetic.identity import make_id
 
 DATA = Path(__file__).with_name("data")
@@ -19,7 +21,7 @@ AGE_BANDS = ((0, 14, 0.17), (15, 29, 0.15), (30, 44, 0.20), (45, 59, 0.25), (60,
 HUI_TOWNSHIP_SHARE = 0.35  # share of 回族 residents in 金寨回族乡
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Person:
     person_id: str
     household_id: str
@@ -45,6 +47,13 @@ def _surnames() -> tuple[list[str], list[float]]:
 
 
 @cache
+def _surname_cum() -> tuple[list[str], list[float]]:
+    """Surnames and their cumulative weights (`choices(cum_weights=...)` draws as `choices(weights=...)` does)."""
+    surnames, weights = _surnames()
+    return surnames, list(itertools.accumulate(weights))
+
+
+@cache
 def given_chars() -> dict:
     return yaml.safe_load((DATA / "given_chars.yaml").read_text(encoding="utf-8"))
 
@@ -54,8 +63,15 @@ def _given(rng: random.Random, sex: str) -> str:
     return "".join(rng.choice(chars) for _ in range(1 if rng.random() < 0.3 else 2))
 
 
+AGE_CUM = list(itertools.accumulate(b[2] for b in AGE_BANDS))
+MEMBERS, MEMBERS_CUM = (1, 2, 3, 4, 5), list(itertools.accumulate((15, 30, 25, 20, 10)))
+MARITAL, MARITAL_CUM = ("20", "30", "40", "10"), {old: list(itertools.accumulate((85, 20 if old else 5, 4, 6)))
+                                                  for old in (False, True)}  # fmt: skip
+INSURANCE, INSURANCE_CUM = ("03", "02", "01", "07"), list(itertools.accumulate((55, 20, 20, 5)))
+
+
 def _birth(rng: random.Random, end: date) -> date:
-    low, high, _ = rng.choices(AGE_BANDS, weights=[b[2] for b in AGE_BANDS])[0]
+    low, high, _ = pick(rng, AGE_BANDS, AGE_CUM)
     age_days = rng.randint(low * 365, high * 365 + 364)
     return end - timedelta(days=age_days)
 
@@ -69,8 +85,9 @@ def generate_population(
 ) -> list[Person]:
     """`persons` residents spread over the county's townships, deterministic for a seed."""
     rng = random.Random(seed)
-    surnames, weights = _surnames()
+    surnames, surname_cum = _surname_cum()
     townships = county["townships"]
+    county_prefix = f"{county.get('province', '')}{county.get('city', '')}{county['name']}"
     area = str(county["division_code"])
     used_ids: set[str] = set()
     people: list[Person] = []
@@ -79,11 +96,10 @@ def generate_population(
         household += 1
         town = rng.choice(townships)
         village = rng.randint(1, 30)
-        county_prefix = f"{county.get('province', '')}{county.get('city', '')}{county['name']}"
         address = f"{county_prefix}{town['name']}{village}村{rng.randint(1, 200)}号"
-        surname = rng.choices(surnames, weights=weights)[0]
+        surname = pick(rng, surnames, surname_cum)
         hui = town["name"].endswith("回族乡") and rng.random() < HUI_TOWNSHIP_SHARE
-        members = rng.choices((1, 2, 3, 4, 5), weights=(15, 30, 25, 20, 10))[0]
+        members = pick(rng, MEMBERS, MEMBERS_CUM)
         twin_next = rng.random() < 0.01
         previous: Person | None = None
         adult_phone = ""  # children are registered with a parent's phone: a classic hard non-match
@@ -101,11 +117,7 @@ def generate_population(
                     used_ids.add(id_no)
                     break
             age = (end - birth).days // 365
-            marital = (
-                "10"
-                if age < 22
-                else rng.choices(("20", "30", "40", "10"), weights=(85, 5 if age < 60 else 20, 4, 6))[0]
-            )
+            marital = "10" if age < 22 else pick(rng, MARITAL, MARITAL_CUM[age >= 60])
             name = surname + _given(rng, sex)
             if m == 0 and people and rng.random() < same_name_rate and people[-1].sex == sex:
                 name = people[-1].name  # a neighbour of the same name and sex: a hard non-match for the MPI
@@ -122,7 +134,7 @@ def generate_population(
                 phone=adult_phone if age < 18 and adult_phone else _phone(rng),
                 ethnicity="03" if hui else ("01" if rng.random() < 0.995 else rng.choice(("02", "04", "11"))),
                 marital=marital,
-                insurance=rng.choices(("03", "02", "01", "07"), weights=(55, 20, 20, 5))[0],
+                insurance=pick(rng, INSURANCE, INSURANCE_CUM),
                 twin_of=twin_of,
             )
             people.append(person)
@@ -143,7 +155,7 @@ def write_population_table(people: list[Person], on: date, path: Path) -> int:
     names: dict[str, str] = {}
     for p in people:
         age = (on - p.birth_date).days // 365
-        low = next(lo for lo, hi in POPULATION_BANDS if age <= hi)
+        low = min(age // 5 * 5, POPULATION_BANDS[-1][0])  # the band's lowest age (5-year bands, 85+)
         counts[(p.township_code, p.sex, low)] = counts.get((p.township_code, p.sex, low), 0) + 1
         names[p.township_code] = p.township_name
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import random
-import re
-import zipfile
 import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -22,18 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from openpyxl import Workbook
 
 from synthetic.events import Encounter, WriterContext
-from synthetic.files import set_arrival
+from synthetic.files import FolderMaker, set_arrival
 from synthetic.identity import wrong_check
 from synthetic.population import DATA, Person
+from synthetic.xlsx import workbook_bytes
 
 KIND = "public_health"
 EPOCH = date(2020, 1, 1)  # follow-up rhythms are phased against this day, so any window sees the same visits
 BULK_ENROLMENT = (date(2010, 1, 1), date(2016, 12, 31))  # the national records campaign
 CATCH_UP_FROM = date(2017, 1, 1)  # records created since then: `enrolled_during_window` per year
-MODIFIED = re.compile(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)")
 EXPECTED_RULE = {
     "malformed_csv": "PH-FILE-PARSE", "missing_required": "PH-REQUIRED", "out_of_range": "PH-VALUE-RANGE",
     "invalid_id_check": "PAT-ID-CHECK", "late_delivery": "TIMELINESS-CUTOFF", "duplicate_record": "PH-DUPLICATE",
@@ -112,8 +109,11 @@ class PublicHealthWriter:
         files = {**FILE_DEFECT_RATES, **by_kind.get("public_health_files", {})}
         self.row_rates = {k: float(v) * ctx.defect_multiplier for k, v in rows.items()}
         self.file_rates = {k: float(v) * ctx.defect_multiplier for k, v in files.items()}
+        self.row_rate_total = sum(self.row_rates.values())
         # the institution's export system: the same for every run of this institution
         self.encoding = "gbk" if _unit("ENC", ctx.org_code) < self.care["gbk_share"] else "utf-8"
+        self.files = FolderMaker()
+        self._person_rng = random.Random()  # reseeded per resident (see _resident)
         self.pending: dict[str, Pending] = {name: Pending() for name in ENTITY_COUNTS}
         self.counts = dict.fromkeys(ENTITY_COUNTS.values(), 0)
         self.new_records: dict[date, list[Resident]] = {}
@@ -125,7 +125,8 @@ class PublicHealthWriter:
     # -- planning -------------------------------------------------------------------------------
     def _resident(self, n: int, person: Person) -> Resident | None:
         care, anchor = self.care, anchor_date()
-        rng = random.Random(f"PH|{self.ctx.org_code}|{person.id_no}")
+        rng = self._person_rng
+        rng.seed(f"PH|{self.ctx.org_code}|{person.id_no}")  # as random.Random(that string), without a new object
         if rng.random() >= care["enrolled"]:
             return None
         catch_up = (anchor - CATCH_UP_FROM).days / 365 * care["enrolled_during_window"]
@@ -275,8 +276,7 @@ class PublicHealthWriter:
                 name = f"{spec['file']}_{delivered:%Y%m%d}_2.{suffix}"
             key_field = next(iter(spec["columns"]))
             rows: list[dict[str, Any]] = []
-            for row, person_id in pending.rows:
-                row = dict(row)
+            for row, person_id in pending.rows:  # each row a dict of its own: defaced in place
                 defect, field_name = self._row_defect(dataset, row)
                 rows.append(row)
                 records.append([org, "PH", dataset, name, row[key_field], person_id])
@@ -295,7 +295,7 @@ class PublicHealthWriter:
                 defects.append([org, KIND, name, key, defect, spec["columns"][field_name], EXPECTED_RULE[defect]])
             if late:
                 defects.append([org, KIND, name, name, "late_delivery", "file", EXPECTED_RULE["late_delivery"]])
-            self.ctx.out_dir.mkdir(parents=True, exist_ok=True)
+            self.files.ensure(self.ctx.out_dir)
             if suffix == "csv":
                 data, broken_line = self._csv(spec, rows)
                 if broken_line:
@@ -314,6 +314,8 @@ class PublicHealthWriter:
     def _row_defect(self, dataset: str, row: dict[str, Any]) -> tuple[str, str]:
         """Maybe deface the row; returns (defect type, field) or ("", "")."""
         roll = self.rng.random()
+        if roll >= self.row_rate_total:  # most rows: no defect
+            return "", ""
         for name, rate in self.row_rates.items():
             if roll >= rate:
                 roll -= rate
@@ -341,48 +343,28 @@ class PublicHealthWriter:
         writer = csv.writer(buffer, lineterminator="\r\n")
         columns = list(spec["columns"])
         writer.writerow(spec["columns"][c] for c in columns)
-        for row in rows:
-            writer.writerow(row.get(c, "") for c in columns)
-        lines = [line.encode(self.encoding, errors="replace") for line in buffer.getvalue().split("\r\n")]
-        broken = 0
-        if len(lines) > 2 and self.rng.random() < self.file_rates["malformed_csv"]:
-            broken = self.rng.randint(2, len(lines) - 1)  # 1-based line number, never the header
-            line, how = lines[broken - 1], self.rng.choice(MALFORMED_KINDS)
-            if how == "column_count":  # a field lost its separator
-                head, _, tail = line.rpartition(b",")
-                line = head + tail
-            elif how == "unterminated_quote":
-                line = line.rsplit(b",", 3)[0] + ',"未闭合引号'.encode(self.encoding)
-            else:  # bytes no decoder of either encoding accepts
-                line = line[:10] + b"\xff\xfe\x80" + line[10:]
-            lines[broken - 1] = line
+        writer.writerows([row.get(c, "") for c in columns] for row in rows)
+        text = buffer.getvalue()
+        if text.count("\r\n") < 2 or self.rng.random() >= self.file_rates["malformed_csv"]:  # (lines - 1) < 2
+            return text.encode(self.encoding, errors="replace"), 0
+        lines = [line.encode(self.encoding, errors="replace") for line in text.split("\r\n")]
+        broken = self.rng.randint(2, len(lines) - 1)  # 1-based line number, never the header
+        line, how = lines[broken - 1], self.rng.choice(MALFORMED_KINDS)
+        if how == "column_count":  # a field lost its separator
+            head, _, tail = line.rpartition(b",")
+            line = head + tail
+        elif how == "unterminated_quote":
+            line = line.rsplit(b",", 3)[0] + ',"未闭合引号'.encode(self.encoding)
+        else:  # bytes no decoder of either encoding accepts
+            line = line[:10] + b"\xff\xfe\x80" + line[10:]
+        lines[broken - 1] = line
         return b"\r\n".join(lines), broken
 
     def _xlsx(self, spec: dict[str, Any], rows: list[dict[str, Any]]) -> bytes:
         """An .xlsx with fixed metadata and zip timestamps, so the same seed gives the same bytes."""
-        workbook = Workbook()
-        sheet = workbook.active
-        sheet.title = spec["file"]
         columns = list(spec["columns"])
-        sheet.append([spec["columns"][c] for c in columns])
-        for row in rows:
-            sheet.append([row.get(c, "") for c in columns])
-        fixed = datetime(2026, 1, 1)
-        workbook.properties.created = workbook.properties.modified = fixed
-        workbook.properties.creator = self.ctx.name
-        raw = io.BytesIO()
-        workbook.save(raw)
-        source = zipfile.ZipFile(io.BytesIO(raw.getvalue()))
-        out = io.BytesIO()
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
-            for item in sorted(source.infolist(), key=lambda i: i.filename):
-                info = zipfile.ZipInfo(item.filename, date_time=(2026, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                content = source.read(item.filename)
-                if item.filename == "docProps/core.xml":  # openpyxl stamps the save time here
-                    content = MODIFIED.sub(b"\\g<1>2026-01-01T00:00:00Z\\g<2>", content)
-                target.writestr(info, content)
-        return out.getvalue()
+        header = [spec["columns"][c] for c in columns]
+        return workbook_bytes(spec["file"], self.ctx.name, header, [[row.get(c, "") for c in columns] for row in rows])
 
     def finish(self) -> dict[str, int]:
         return dict(self.counts)

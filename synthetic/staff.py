@@ -32,7 +32,7 @@ def _category(dept_name: str) -> str:
 
 
 def _ts(value: datetime) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S")
+    return value.isoformat(" ", "seconds")
 
 
 def staff_rows(vendor: str, physicians: int, departments: list[Any], start: date, seed: int) -> list[list[Any]]:

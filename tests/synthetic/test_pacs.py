@@ -73,3 +73,23 @@ def test_same_seed_same_dicom_bytes(county, tmp_path):
     again = synthetic.generate(load_config(), size="demo", out_dir=tmp_path, seed=44, kinds=("pacs",))
     for path in sorted((county.out_dir / "sources").rglob("*.dcm"))[:100]:
         assert path.read_bytes() == (again.out_dir / path.relative_to(county.out_dir)).read_bytes()
+
+
+def test_headers_are_the_bytes_pydicom_writes(county):
+    """The direct encoder (synthetic.dicom) writes what pydicom's own writer makes of the same header."""
+    import io
+
+    paths = sorted((county.out_dir / "sources").rglob("*.dcm"))[:50]
+    assert paths
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        again = io.BytesIO()
+        ds.save_as(again, enforce_file_format=True)
+        assert again.getvalue() == path.read_bytes(), path
+
+
+def test_flat_json_is_what_json_writes():
+    from synthetic.files import flat_json
+
+    for record in ({}, {"a": 1, "检查所见": '双肺"纹理"\n清晰', "b": True, "c": None, "d": 1.5, "e": False}):
+        assert flat_json(record) == json.dumps(record, ensure_ascii=False, indent=1)

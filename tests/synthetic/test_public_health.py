@@ -166,3 +166,48 @@ def test_same_seed_same_files(county, tmp_path):
         p.relative_to(again.out_dir) for p in (again.out_dir / "sources").rglob("public_health/*"))  # fmt: skip
     for path in paths:  # CSV and Excel alike are byte-identical
         assert path.read_bytes() == (again.out_dir / path.relative_to(county.out_dir)).read_bytes(), path.name
+
+
+def _openpyxl_bytes(title: str, creator: str, header: list[str], rows: list[list[object]]) -> bytes:
+    """What openpyxl itself writes for the rows (fixed metadata and zip timestamps, as synthetic.xlsx)."""
+    import io
+    import re
+    import zipfile
+    from datetime import datetime
+
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = title
+    for row in [header, *rows]:
+        sheet.append(row)
+    workbook.properties.created = workbook.properties.modified = datetime(2026, 1, 1)
+    workbook.properties.creator = creator
+    raw = io.BytesIO()
+    workbook.save(raw)
+    source = zipfile.ZipFile(io.BytesIO(raw.getvalue()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in sorted(source.infolist(), key=lambda i: i.filename):
+            info = zipfile.ZipInfo(item.filename, date_time=(2026, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            content = source.read(item.filename)
+            if item.filename == "docProps/core.xml":
+                content = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)",
+                                 b"\\g<1>2026-01-01T00:00:00Z\\g<2>", content)  # fmt: skip
+            target.writestr(info, content)
+    return out.getvalue()
+
+
+def test_xlsx_bytes_equal_openpyxl():
+    """The fast sheet writer (synthetic.xlsx) writes what openpyxl writes for the same rows."""
+    from synthetic.xlsx import workbook_bytes
+
+    header = ["体检编号", "姓名", "收缩压(mmHg)", "空腹血糖(mmol/L)", "自理能力评估"]
+    rows = [["TJ2026100112345678", "张三&<李>", 128, 6.1, "可自理"], ["TJ2", "", 400, -1, " 轻度依赖"],
+            ["TJ3", "王五", 0, 166.25, None], ["TJ4", "赵六 ", 95, 1e-7, "中度依赖"]]  # fmt: skip
+    for data in (rows, [], rows[:1]):
+        assert workbook_bytes("老年人体检", "某卫生院", header, data) == _openpyxl_bytes(
+            "老年人体检", "某卫生院", header, data
+        )
