@@ -42,7 +42,8 @@ def test_synthetic_his_on_mariadb_round_trip(tmp_path):
                 patients = wh.count("raw.his_patient", "_org_code = ?", [inst.org_code])
                 assert patients == counts.patients
                 assert wh.count("raw.his_encounter", "_org_code = ?", [inst.org_code]) == (
-                    counts.outpatient + counts.inpatient)
+                    counts.outpatient + counts.inpatient
+                )
                 assert wh.count("raw.his_prescription", "_org_code = ?", [inst.org_code]) > 0
             names = wh.query("SELECT name FROM raw.his_patient WHERE name IS NOT NULL LIMIT 5")
         assert names and all(len(n) >= 2 and "\\u" not in n for (n,) in names)  # Chinese survives utf8mb4
