@@ -205,7 +205,9 @@ class _Run:
             f"{_column_sql(feed, feed.columns, salt)} "
             f"FROM {src.from_sql} JOIN feed_cand c ON c.record_key = {src.key} "
             "LEFT JOIN feed_seen _seen ON _seen.record_key = c.record_key "
-            "WHERE NOT c.excluded ORDER BY c.record_key"
+            # the record key is unique within an institution (a person's EMPI id is not unique across them)
+            f"WHERE NOT c.excluded AND {src.org} = ? AND ({src.where or '1 = 1'}) ORDER BY c.record_key",
+            [self.org],
         )
         if dialect == "postgres":
             wh.execute("CREATE INDEX ON feed_rows (_rk)")
@@ -291,9 +293,9 @@ class _Run:
                     AND j.org_code = i.org_code AND j.record_key = i.record_key
                     AND (j.created_at > i.created_at
                          OR (j.created_at = i.created_at AND j.delivery_id > i.delivery_id)))
-              AND NOT EXISTS (SELECT 1 FROM {src.from_sql} WHERE {src.key} = i.record_key)
+              AND NOT EXISTS (SELECT 1 FROM {src.from_sql} WHERE {src.key} = i.record_key AND {src.org} = ?)
             ORDER BY i.record_key""",
-            [f, t, o],
+            [f, t, o, o],
         )
         if not gone:
             return

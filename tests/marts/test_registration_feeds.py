@@ -58,7 +58,11 @@ def test_person_registration_uses_golden_records_and_its_identifier_contract(cou
     with Warehouse(county.url) as wh:
         # the MPI linked two local registrations of one person at this institution to one golden record
         a, b = wh.query("SELECT patient_key FROM cdr.cdr__patient WHERE org_code = ? ORDER BY 1 LIMIT 2", [org])
-        wh.execute("UPDATE cdr.cdr__patient SET empi_id = 'E000000001' WHERE patient_key IN (?, ?)", [a[0], b[0]])
+        # ... and the same person at a second institution: one line per institution, each with its own records
+        c = wh.query("SELECT patient_key FROM cdr.cdr__patient WHERE org_code = ? ORDER BY 1 LIMIT 1", [county.orgs[1]])
+        wh.execute(
+            "UPDATE cdr.cdr__patient SET empi_id = 'E000000001' WHERE patient_key IN (?, ?, ?)", [a[0], b[0], c[0][0]]
+        )
         wh.execute(
             "INSERT INTO mpi.person (empi_id, status, name, sex_code, birth_date, id_no, phone, address) "
             "VALUES ('E000000001', 'active', '金秀英', '2', DATE '1970-05-04', '410182197005041228', "
@@ -70,8 +74,11 @@ def test_person_registration_uses_golden_records_and_its_identifier_contract(cou
         patients = wh.scalar("SELECT count(*) FROM cdr.cdr__patient")
         held = wh.scalar("SELECT count(DISTINCT record_key) FROM feeds.exclusion WHERE feed = ?", [f.name])
         lines = [json.loads(x) for p in _files(wh, f.name) for x in p.read_text(encoding="utf-8").splitlines()]
-    golden = [x for x in lines if x["golden"]]
-    assert len(golden) == 1 and golden[0]["empi_id"] == "E000000001" and golden[0]["local_records"] == 2
+    golden = sorted((x for x in lines if x["golden"]), key=lambda x: x["org_code"] != org)
+    assert [(x["org_code"], x["empi_id"], x["local_records"]) for x in golden] == [
+        (org, "E000000001", 2),
+        (county.orgs[1], "E000000001", 1),
+    ]
     assert golden[0]["id_no"] == "410182197005041228" and golden[0]["name"] == "金秀英"  # clear per the contract
     assert golden[0]["phone"] == "139****2222" and golden[0]["address"] == "河南省郑州市荥阳市****"
     assert len(lines) == patients - 1 - held == sum(r.sent for r in runs)  # one line per person, two merged
