@@ -45,6 +45,8 @@ lint: $(STAMP)
 clean-data:
 	rm -rf data
 
-# Headless Chromium renders the quality reports in tests (screenshots); installed from apt when missing.
+# Headless Chromium renders the quality reports in tests (screenshots); installed from apt when missing, with a
+# CJK font (the reports are in Chinese: without one every 汉字 renders as an empty box).
 chromium:
-	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	@command -v chromium >/dev/null && fc-list :lang=zh 2>/dev/null | grep -q . || \
+	  (apt-get update && apt-get install -y chromium fonts-noto-cjk)

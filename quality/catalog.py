@@ -60,6 +60,7 @@ class Rule:
     description: str
     standard: str = ""
     label: str = ""  # the defect family the rule stands for (synthetic truth `expected_rule`)
+    advice: str = ""  # what the institution should fix (reports); default: the check type's advice
     params: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -100,7 +101,7 @@ def _expand(raw: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-FIXED = {"id", "check", "dimension", "severity", "description", "standard", "label"}
+FIXED = {"id", "check", "dimension", "severity", "description", "standard", "label", "advice"}
 
 
 def _rule(raw: dict[str, Any], ds: Dataset) -> Rule:
@@ -118,6 +119,7 @@ def _rule(raw: dict[str, Any], ds: Dataset) -> Rule:
         description=str(raw.get("description", "")),
         standard=str(raw.get("standard", ds.standard)),
         label=str(raw.get("label", rule_id)),
+        advice=str(raw.get("advice", "")),
         params={k: v for k, v in raw.items() if k not in FIXED},
     )
 

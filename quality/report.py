@@ -157,8 +157,9 @@ def _institution_page(wh: Warehouse, inst: Institution, day: date, peers: list[d
     rules = {r.id: r for r in load_catalog()}
     for w in worst:
         w["pass_rate"] = 100.0 * (1 - w["failed"] / w["evaluated"])
-        w["description"] = rules[w["rule_id"]].description if w["rule_id"] in rules else ""
-        w["advice"] = ADVICE.get(w["check_type"], "")
+        rule = rules.get(w["rule_id"])
+        w["description"] = rule.description if rule else ""
+        w["advice"] = (rule.advice if rule else "") or ADVICE.get(w["check_type"], "")
         w["dimension_zh"] = DIMENSIONS.get(w["dimension"], w["dimension"])
         w["examples"] = _examples(wh, w["rule_id"], inst.org_code, run_id)
     dim_items = [(f"{DIMENSIONS[d]} {d}", dims[d]["score"]) for d in DIMENSIONS if d in dims]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from quality.report import Institution, render_reports
+from quality.catalog import load_catalog
+from quality.report import ADVICE, Institution, render_reports
 from quality.scoring import TOTAL
 from tests.quality.conftest import DAY
 from tests.quality.png import pixels
@@ -86,6 +87,12 @@ def test_reports_render_in_chromium_and_match_the_database(reports, tmp_path):
 def test_examples_are_masked_and_tables_exported(reports):
     county, written = reports
     pages = "".join(written[o].read_text(encoding="utf-8") for o in county.orgs)
+    # each worst rule says what to fix: its own advice from the catalog, else its check type's
+    rules = {r.id: r for r in load_catalog()}
+    rows = re.findall(r'data-rule="([^"]+)".*?</td>\s*<td>.*?</td>\s*<td class="num">.*?</td><td class="num">.*?</td>'
+                      r"\s*<td>([^<]*)</td>", pages, flags=re.S)  # fmt: skip
+    assert rows and any(rules[r].advice for r, _ in rows)  # the quarantined HL7/CDA lines have their own advice
+    assert all(a == (rules[r].advice or ADVICE[rules[r].check_type]) for r, a in rows)
     ids = re.findall(r"id_(?:no|card_no)=<code>([^<]+)</code>", pages)
     assert ids and all("*" in v for v in ids if v != "∅")  # ID numbers in examples are masked (410182********1234)
     with Warehouse(county.url) as wh:
