@@ -364,8 +364,7 @@ class _Run:
         wh, f, t, o = self.wh, self.feed.name, self.target.name, self.org
         now = ledger.now_local()
         if not self.result.candidates:  # nothing new: no exclusion to record or resolve, no watermark to move
-            for name in ("feed_cand", "feed_excl", *self.staged):
-                wh.execute(f"DROP TABLE IF EXISTS {name}")
+            self.drop_temp()
             return
         with wh.transaction():
             if self.failures:
@@ -410,8 +409,12 @@ class _Run:
             newest = wh.scalar("SELECT max(wm) FROM feed_cand")
             if newest is not None:
                 ledger.set_watermark(wh, f, t, o, newest, self.period)
+        self.drop_temp()
+
+    def drop_temp(self) -> None:
+        """Drop the run's temp tables (selection, exclusions, staging)."""
         for name in ("feed_cand", "feed_excl", *self.staged):
-            wh.execute(f"DROP TABLE IF EXISTS {name}")
+            self.wh.execute(f"DROP TABLE IF EXISTS {name}")
 
     def deliver(self, sleep: Callable[[float], None]) -> None:
         """Send every unsent package of this feed × target × institution in order; stop at a transient failure."""

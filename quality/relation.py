@@ -10,15 +10,7 @@ from warehouse import Warehouse
 
 def table_columns(wh: Warehouse, table: str) -> list[tuple[str, str]]:
     """(name, data type) of a table's columns in order; empty when the table does not exist."""
-    schema, name = table.split(".", 1)
-    return [
-        (str(c), str(t))
-        for c, t in wh.query(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-            "ORDER BY ordinal_position",
-            [schema, name],
-        )
-    ]
+    return columns_of(wh, [table]).get(table, [])
 
 
 def columns_of(wh: Warehouse, tables: list[str]) -> dict[str, list[tuple[str, str]]]:
