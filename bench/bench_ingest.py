@@ -1,19 +1,25 @@
 """Benchmark: connector throughput on a synthetic county, each measurement in its own process (own peak RSS).
 
-    .venv/bin/python bench/bench_ingest.py [size] [part ...]     (default: medium, every part)
+    .venv/bin/python bench/bench_ingest.py [size] [part ...] [--workdir DIR [--reuse]] [--orgs SHORT,...]
+                                                                  (default: medium, every part, a temp dir)
 
 Parts: `lis` (HL7 files → raw, with the hl7apy per-message baseline measured on a sample in the same run),
 `mllp` (one MLLP connection, AA only after fdatasync, then the spool landed in raw), `his` (MariaDB → raw),
 `emr` (CDA/FHIR documents), `pacs` (DICOM headers + reports), `public_health` (CSV/Excel rows).
-The county is generated once (HIS into MariaDB databases `hutong_bench_<org_code>`, dropped at the end).
+The county is generated once (HIS into MariaDB databases `hutong_bench_<org_code>`, dropped at the end). With
+`--workdir DIR` the county and its MariaDB databases (`hutong_bench_<dir name>_<org_code>`) are kept there;
+`--reuse` then skips the generation when DIR holds a county of that size with the kinds asked for. `--orgs`
+measures a subset of institutions (by short name) for fast iteration; report figures on the whole county.
 Targets (issue 4, 2 cores): HL7 ≥ 20,000 messages/s from files, ≥ 2,000/s over MLLP with durable ACK, HIS ≥ 50,000
 rows/s, peak RSS < 2 GB whatever the input size.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -30,13 +36,22 @@ HL7APY_SAMPLE = 300
 MLLP_MESSAGES = 20_000
 
 
-def _config(workdir: Path) -> Path:
-    """The shipped county with a private data dir and warehouse; HIS in MariaDB."""
+def _his_template(prefix: str) -> str:
+    return f"{MARIADB}/{prefix}{{org_code}}?charset=utf8mb4"
+
+
+def _config(workdir: Path, prefix: str, orgs: tuple[str, ...] = (), name: str = "county.yaml") -> Path:
+    """The shipped county (or the institutions `orgs` of it) with a private data dir and warehouse; HIS in MariaDB."""
     raw = yaml.safe_load((ROOT / "config" / "county.yaml").read_text(encoding="utf-8"))
     raw["platform"]["data_dir"] = str(workdir / "data")
     raw["warehouse"]["url"] = f"duckdb:///{workdir}/warehouse.duckdb"
-    raw["source_defaults"]["his"]["url"] = f"{MARIADB}/hutong_bench_{{org_code}}?charset=utf8mb4"
-    path = workdir / "county.yaml"
+    raw["source_defaults"]["his"]["url"] = _his_template(prefix)
+    if orgs:
+        unknown = set(orgs) - {i["short"] for i in raw["institutions"]}
+        if unknown:
+            sys.exit(f"--orgs: unknown institutions {sorted(unknown)}")
+        raw["institutions"] = [i for i in raw["institutions"] if i["short"] in orgs]
+    path = workdir / name
     path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
 
@@ -130,19 +145,19 @@ def _mllp(config: object) -> dict[str, object]:
             "peak_rss_mib": _peak_mib()}  # fmt: skip
 
 
-def _generate(config_path: Path, size: str, kinds: tuple[str, ...]) -> dict[str, object]:
+def _generate(config_path: Path, size: str, kinds: tuple[str, ...], prefix: str) -> dict[str, object]:
     import synthetic
     from hutong.config import load_config
 
     config = load_config(config_path)
-    template = f"{MARIADB}/hutong_bench_{{org_code}}?charset=utf8mb4" if "his" in kinds else None
+    template = _his_template(prefix) if "his" in kinds else None
     started = time.perf_counter()
     summary = synthetic.generate(config, size=size, out_dir=config.data_dir, seed=20261124,
                                  his_url_template=template, kinds=kinds)  # fmt: skip
     return {"records": summary.records, "seconds": time.perf_counter() - started}
 
 
-def _drop_mariadb(config_path: Path) -> None:
+def _drop_mariadb(config_path: Path, prefix: str) -> None:
     from sqlalchemy import create_engine, text
 
     from hutong.config import load_config
@@ -150,8 +165,48 @@ def _drop_mariadb(config_path: Path) -> None:
     engine = create_engine(MARIADB)
     with engine.begin() as conn:
         for inst in load_config(config_path).institutions:
-            conn.execute(text(f"DROP DATABASE IF EXISTS hutong_bench_{inst.org_code}"))
+            conn.execute(text(f"DROP DATABASE IF EXISTS {prefix}{inst.org_code}"))
     engine.dispose()
+
+
+def _generated(workdir: Path, size: str, kinds: tuple[str, ...], reuse: bool, prefix: str) -> dict[str, object] | None:
+    """The marker of a county already generated in `workdir` with this size and these kinds (None: generate)."""
+    marker = workdir / "generated.json"
+    if not (reuse and marker.is_file()):
+        marker.unlink(missing_ok=True)
+        return None
+    done = json.loads(marker.read_text(encoding="utf-8"))
+    if done["size"] != size or done["prefix"] != prefix or not set(kinds) <= set(done["kinds"]) or (
+            "his" in kinds and not _mariadb_has(prefix)):  # fmt: skip
+        marker.unlink()
+        return None
+    return done
+
+
+def _mariadb_has(prefix: str) -> bool:
+    """Whether MariaDB still holds databases generated with this prefix."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(MARIADB)
+    with engine.connect() as conn:
+        found = conn.execute(text("SHOW DATABASES LIKE :p"), {"p": prefix.replace("_", "\\_") + "%"}).fetchall()
+    engine.dispose()
+    return bool(found)
+
+
+def _run_parts(parts: tuple[str, ...], config_path: Path) -> None:
+    print(f"{'part':14s} {'records':>11s} {'wall':>9s} {'throughput':>13s} {'peak RSS':>12s}")
+    for part in [p for p in PARTS if p in parts and p != "mllp"] + (["mllp"] if "mllp" in parts else []):
+        done = subprocess.run([sys.executable, __file__, "--part", part, str(config_path)], capture_output=True,
+                              text=True, cwd=ROOT)  # fmt: skip
+        if done.returncode != 0:
+            print(f"{part:14s} FAILED: {done.stderr.strip().splitlines()[-1] if done.stderr else '?'}")
+            continue
+        print(_row(json.loads(done.stdout.strip().splitlines()[-1])), f"  (load average {_load()})", flush=True)
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _row(r: dict[str, object]) -> str:
@@ -172,25 +227,41 @@ def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--part":
         print(json.dumps(run_part(sys.argv[2], Path(sys.argv[3]))))
         return
-    size = sys.argv[1] if len(sys.argv) > 1 else "medium"
-    parts = tuple(sys.argv[2:]) or PARTS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("size", nargs="?", default="medium")
+    parser.add_argument("parts", nargs="*", help=f"any of {', '.join(PARTS)} (default: every part)")
+    parser.add_argument("--workdir", type=Path, help="keep the county and its MariaDB databases here")
+    parser.add_argument("--reuse", action="store_true", help="with --workdir: reuse the county generated there")
+    parser.add_argument("--orgs", default="", help="measure only these institutions (short names, comma-separated)")
+    args = parser.parse_args()
+    if args.reuse and not args.workdir:
+        parser.error("--reuse needs --workdir")
+    parts = tuple(args.parts) or PARTS
+    if set(parts) - set(PARTS):
+        parser.error(f"unknown parts {sorted(set(parts) - set(PARTS))}; choose from {', '.join(PARTS)}")
     kinds = tuple(sorted({"lis" if p == "mllp" else p for p in parts}))
+    orgs = tuple(o.strip() for o in args.orgs.split(",") if o.strip())
     with tempfile.TemporaryDirectory(prefix="hutong_bench_ingest_") as tmp:
-        config_path = _config(Path(tmp))
+        workdir = (args.workdir or Path(tmp)).resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        prefix = f"hutong_bench_{re.sub(r'[^a-z0-9]', '_', workdir.name.lower())}_" if args.workdir else "hutong_bench_"
+        config_path = _config(workdir, prefix)
         try:
-            gen = _generate(config_path, size, kinds)
-            print(f"synthetic {size} county ({', '.join(kinds)}): {gen['records']:,} records in {gen['seconds']:.0f}s")
-            print(f"{'part':14s} {'records':>11s} {'wall':>9s} {'throughput':>13s} {'peak RSS':>12s}")
-            for part in [p for p in PARTS if p in parts and p != "mllp"] + (["mllp"] if "mllp" in parts else []):
-                done = subprocess.run([sys.executable, __file__, "--part", part, str(config_path)], capture_output=True,
-                                      text=True, cwd=ROOT)  # fmt: skip
-                if done.returncode != 0:
-                    print(f"{part:14s} FAILED: {done.stderr.strip().splitlines()[-1] if done.stderr else '?'}")
-                    continue
-                print(_row(json.loads(done.stdout.strip().splitlines()[-1])), flush=True)
+            gen = _generated(workdir, args.size, kinds, args.reuse, prefix)
+            if gen is None:
+                gen = _generate(config_path, args.size, kinds, prefix)
+                gen |= {"size": args.size, "kinds": list(kinds), "prefix": prefix}
+                print(f"synthetic {args.size} county ({', '.join(kinds)}): {gen['records']:,} records in "
+                      f"{gen['seconds']:.0f}s")  # fmt: skip
+            else:
+                print(f"synthetic {args.size} county ({', '.join(kinds)}) reused from {workdir}")
+            if "mllp" in parts:  # the MLLP part consumes the LIS files: a later --reuse regenerates them
+                gen["kinds"] = [k for k in gen["kinds"] if k != "lis"]  # type: ignore[attr-defined]
+            (workdir / "generated.json").write_text(json.dumps(gen), encoding="utf-8")
+            _run_parts(parts, _config(workdir, prefix, orgs, "county-run.yaml") if orgs else config_path)
         finally:
-            if "his" in kinds:
-                _drop_mariadb(config_path)
+            if "his" in kinds and not args.workdir:
+                _drop_mariadb(config_path, prefix)
 
 
 if __name__ == "__main__":
