@@ -64,6 +64,7 @@ def _his(wh: Warehouse, inst: Institution, full: bool, progress: Progress | None
         max_rows_per_second=float(source.get("max_rows_per_second", 0) or 0),
         full=full,
         progress=progress,
+        reader=str(source.get("reader", "auto")),
     )
     run = SourceRun(inst.org_code, "his", rows_in=summary.rows_in, rows_loaded=summary.rows_loaded,
                     rows_unchanged=summary.rows_unchanged, rows_quarantined=summary.rows_quarantined)  # fmt: skip
