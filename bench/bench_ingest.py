@@ -60,6 +60,23 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process (every thread) so far: comparable on a loaded machine, unlike wall time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _mariadb_cpu_seconds() -> float:
+    """CPU time of the local MariaDB server so far (the HIS part's source side); 0 when it is not found."""
+    import psutil
+
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] in ("mariadbd", "mysqld"):
+            times = proc.cpu_times()
+            return times.user + times.system
+    return 0.0
+
+
 def _fresh_warehouse(config_path: Path) -> None:
     from hutong.config import load_config
 
@@ -81,9 +98,12 @@ def run_part(part: str, config_path: Path) -> dict[str, object]:
         return _mllp(config)
     with Warehouse(config.warehouse_url) as wh:
         ensure_core(wh)
-        started = time.perf_counter()
+        started, cpu, server = time.perf_counter(), _cpu_seconds(), _mariadb_cpu_seconds()
         runs = ingest(wh, config, kinds=[part])
         seconds = time.perf_counter() - started
+        out["cpu_seconds"] = _cpu_seconds() - cpu
+        if part == "his":
+            out["source_cpu_seconds"] = _mariadb_cpu_seconds() - server
         errors = [r.error for r in runs if r.error]
         out |= {"records": sum(r.rows_in for r in runs), "new": sum(r.rows_loaded for r in runs),
                 "quarantined": sum(r.rows_quarantined for r in runs), "seconds": seconds, "errors": errors}  # fmt: skip
@@ -212,6 +232,10 @@ def _load() -> str:
 def _row(r: dict[str, object]) -> str:
     part, seconds, records = str(r["part"]), float(r["seconds"]), int(r["records"])  # type: ignore[arg-type]
     line = f"{part:14s} {records:>11,} {seconds:>8.1f}s {records / seconds:>11,.0f}/s {r['peak_rss_mib']:>8,.0f} MiB"
+    if "cpu_seconds" in r:
+        line += f"   CPU {float(r['cpu_seconds']):,.1f} s ({records / max(float(r['cpu_seconds']), 1e-9):,.0f}/CPU-s)"  # type: ignore[arg-type]
+    if "source_cpu_seconds" in r:
+        line += f" + MariaDB server {float(r['source_cpu_seconds']):,.1f} CPU-s"  # type: ignore[arg-type]
     if part == "lis":
         fast = records / seconds
         line += (f"   results {r['results']:,}; hl7apy baseline {r['hl7apy_per_s']:,.0f} msg/s "

@@ -123,6 +123,12 @@ def append_raw(wh: Warehouse, table: str, frame: pl.DataFrame, batch_id: str, in
             CREATE TEMP TABLE {NEW} AS
             WITH hashed AS (
                 SELECT *, {_hash_expr(payload)} AS _record_hash FROM {STAGE}
+            ), prior AS MATERIALIZED (
+                -- the landed versions of the keys in the batch: raw is scanned once and probed against the (small)
+                -- batch, never loaded into a hash table of its own
+                SELECT r._org_code, r._source_key, r._record_hash FROM {qualified} r
+                WHERE EXISTS (SELECT 1 FROM {STAGE} s
+                              WHERE s._org_code = r._org_code AND s._source_key = r._source_key)
             ), unique_rows AS (
                 SELECT *, row_number() OVER (
                     PARTITION BY _org_code, _source_key, _record_hash ORDER BY _origin) AS _dup
@@ -130,15 +136,15 @@ def append_raw(wh: Warehouse, table: str, frame: pl.DataFrame, batch_id: str, in
             ), fresh AS (
                 SELECT u.* FROM unique_rows u
                 WHERE u._dup = 1 AND NOT EXISTS (
-                    SELECT 1 FROM {qualified} r
-                    WHERE r._org_code = u._org_code AND r._source_key = u._source_key
-                      AND r._record_hash = u._record_hash)
+                    SELECT 1 FROM prior p
+                    WHERE p._org_code = u._org_code AND p._source_key = u._source_key
+                      AND p._record_hash = u._record_hash)
             ), ordered AS (
                 SELECT f.*,
                     row_number() OVER (PARTITION BY _org_code, _source_key
                                        ORDER BY _source_updated_at NULLS FIRST, _origin) AS _seq,
-                    EXISTS (SELECT 1 FROM {qualified} r
-                            WHERE r._org_code = f._org_code AND r._source_key = f._source_key) AS _prior
+                    EXISTS (SELECT 1 FROM prior p
+                            WHERE p._org_code = f._org_code AND p._source_key = f._source_key) AS _prior
                 FROM fresh f
             )
             SELECT {pay}, _org_code, _source_system, _source_key,
