@@ -10,9 +10,11 @@ Two readers give the same pages:
   with a rate limit, each page is its own short `LIMIT` query, so no query stays open while the reader waits.
 
 Either way a page ends on a (watermark, key) boundary that the caller commits with the page's rows: an
-interrupted pull resumes after the last committed page. Values are the server's text for each column,
-identical to `as_text` for the text, DATE, DATETIME, DECIMAL and integer columns of the vendor schemas (for
-DATETIME with fractional seconds the server's text keeps the fraction, which `as_text` drops).
+interrupted pull resumes after the last committed page. A table without a watermark yet is read whole, so a
+row whose update-time text sorts before the epoch (a leading blank, say) is not skipped on the first pull.
+Values are the server's text for each column, identical to `as_text` for the text, DATE, DATETIME, DECIMAL
+and integer columns of the vendor schemas (for DATETIME with fractional seconds the server's text keeps the
+fraction, which `as_text` drops).
 """
 
 from __future__ import annotations
@@ -77,23 +79,22 @@ class SqlAlchemyReader:
             raise SourceError(f"{org_code}: HIS url {safe_url(url)} is not usable: {exc}") from exc
         self._conn: Connection | None = None
 
-    def _sql(self, table: TableMapping) -> str:
+    def _sql(self, table: TableMapping, from_start: bool) -> str:
         cols = ", ".join(_columns(table))
         if table.snapshot:  # small local code tables: read whole, paged in key order
             return f"SELECT {cols} FROM {table.name} ORDER BY {', '.join(table.keys)} LIMIT :limit OFFSET :offset"
         wm = f"COALESCE({table.updated_at}, '{EPOCH}')"
-        return (
-            f"SELECT {cols}, {wm} AS {WATERMARK} FROM {table.name} "
-            f"WHERE {wm} > :ts OR ({wm} = :ts AND {table.key} > :key) "
-            f"ORDER BY {WATERMARK}, {table.key} LIMIT :limit"
-        )
+        after = f"WHERE {wm} > :ts OR ({wm} = :ts AND {table.key} > :key) " if not from_start else ""
+        order = f"ORDER BY {WATERMARK}, {table.key} LIMIT :limit"
+        return f"SELECT {cols}, {wm} AS {WATERMARK} FROM {table.name} {after}{order}"
 
     def pages(self, table: TableMapping, ts: str, key: str, batch_size: int) -> Iterator[pl.DataFrame]:
-        sql, offset = text(self._sql(table)), 0
+        offset = 0
         try:
             if self._conn is None:
                 self._conn = self.engine.connect()
             while True:
+                sql = text(self._sql(table, from_start=(ts, key) == (EPOCH, "")))
                 result = self._conn.execute(sql, {"ts": ts, "key": key, "limit": batch_size, "offset": offset})
                 names, rows = list(result.keys()), result.fetchall()
                 if not rows:
@@ -146,10 +147,10 @@ class ConnectorxReader:
             return f"SELECT {cols} FROM {_quoted(table.name)} ORDER BY {order}" + (
                 f"{tail} OFFSET {int(offset)}" if limit else "")  # fmt: skip
         wm, k = f"COALESCE({_quoted(table.updated_at or '')}, '{EPOCH}')", _quoted(table.key)
+        after = f"WHERE {wm} > {_literal(ts)} OR ({wm} = {_literal(ts)} AND {k} > {_literal(key)}) "
         return (
             f"SELECT {cols}, CAST({wm} AS CHAR) AS {WATERMARK} FROM {_quoted(table.name)} "
-            f"WHERE {wm} > {_literal(ts)} OR ({wm} = {_literal(ts)} AND {k} > {_literal(key)}) "
-            f"ORDER BY {wm}, {k}{tail}"
+            f"{after if (ts, key) != (EPOCH, '') else ''}ORDER BY {wm}, {k}{tail}"
         )
 
     def _stream(self, sql: str, batch_size: int) -> Iterator[pl.DataFrame]:

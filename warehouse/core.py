@@ -148,6 +148,11 @@ class Warehouse:
         self.close()
 
     @property
+    def in_transaction(self) -> bool:
+        """Whether statements now run inside `transaction()` (uncommitted until it ends)."""
+        return self._in_tx
+
+    @property
     def conn(self) -> Any:
         """The driver connection (duckdb or psycopg) for code that needs driver features."""
         return self.connect()._conn

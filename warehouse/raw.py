@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,10 +41,18 @@ def lineage_columns() -> dict[str, str]:
     return dict(contracts()["raw_lineage"])
 
 
+# Raw columns seen committed, per open warehouse connection: raw tables only ever grow, so a batch whose payload
+# columns are all known needs no catalog query (two per batch otherwise).
+_KNOWN: weakref.WeakKeyDictionary[Warehouse, dict[str, frozenset[str]]] = weakref.WeakKeyDictionary()
+
+
 def ensure_raw_table(wh: Warehouse, table: str, payload: list[str]) -> None:
     """Create `raw.<table>` or add payload columns that a grown mapping now supplies."""
     if not _NAME.match(table):
         raise ValueError(f"raw table name {table!r} must be lower_snake_case")
+    known = _KNOWN.setdefault(wh, {})
+    if known.get(table, frozenset()).issuperset(payload):
+        return
     qualified = f"raw.{table}"
     wh.execute("CREATE SCHEMA IF NOT EXISTS raw")
     if not wh.table_exists(qualified):
@@ -55,6 +64,8 @@ def ensure_raw_table(wh: Warehouse, table: str, payload: list[str]) -> None:
             )
         return
     existing = set(wh.columns(qualified))
+    if not wh.in_transaction:  # what a transaction saw may still roll back
+        known[table] = frozenset(existing)
     for name in payload:
         if name not in existing:
             wh.execute(f"ALTER TABLE {qualified} ADD COLUMN {quote_ident(name)} {sql_type(wh.dialect, 'text')}")
