@@ -96,6 +96,44 @@ def _staged(wh: Warehouse, frame: pl.DataFrame, columns: dict[str, str]) -> Iter
     wh.execute(f"DROP TABLE IF EXISTS {STAGE}")  # not in `finally`: a failed PostgreSQL transaction takes no more
 
 
+def _fresh_sql(payload: list[str], qualified: str, repeats: bool) -> str:
+    """The rows of STAGE to land (row number, batch id, hash, operation): new (org, key, hash) only, once each.
+
+    `_op` is D for deletes, U when the key is already in raw or an earlier version of it is in the batch, else I.
+    Without `repeats` (each key once in the batch) no window function is needed.
+    """
+    dup = "row_number() OVER (PARTITION BY _org_code, _source_key, _record_hash ORDER BY _origin)" if repeats else "1"
+    seq = ("row_number() OVER (PARTITION BY _org_code, _source_key ORDER BY _source_updated_at NULLS FIRST, _origin)"
+           if repeats else "1")  # fmt: skip
+    return f"""
+        WITH hashed AS (
+            SELECT _row, _org_code, _source_key, _source_updated_at, _deleted, _origin, _batch_id,
+                   {_hash_expr(payload)} AS _record_hash
+            FROM {STAGE}
+        ), prior AS MATERIALIZED (
+            -- the landed versions of the keys in the batch: raw is scanned once and probed against the (small)
+            -- batch, never loaded into a hash table of its own
+            SELECT r._org_code, r._source_key, r._record_hash FROM {qualified} r
+            WHERE EXISTS (SELECT 1 FROM {STAGE} s WHERE s._org_code = r._org_code AND s._source_key = r._source_key)
+        ), unique_rows AS (
+            SELECT *, {dup} AS _dup FROM hashed
+        ), fresh AS (
+            SELECT u.* FROM unique_rows u
+            WHERE u._dup = 1 AND NOT EXISTS (
+                SELECT 1 FROM prior p
+                WHERE p._org_code = u._org_code AND p._source_key = u._source_key AND p._record_hash = u._record_hash)
+        ), ordered AS (
+            SELECT f.*, {seq} AS _seq,
+                   EXISTS (SELECT 1 FROM prior p
+                           WHERE p._org_code = f._org_code AND p._source_key = f._source_key) AS _prior
+            FROM fresh f
+        )
+        SELECT _row, coalesce(_batch_id, CAST(? AS VARCHAR)) AS _batch_id, _record_hash,
+               CASE WHEN _deleted THEN 'D' WHEN _prior OR _seq > 1 THEN 'U' ELSE 'I' END AS _op
+        FROM ordered
+    """
+
+
 def append_raw(wh: Warehouse, table: str, frame: pl.DataFrame, batch_id: str, ingested_at: datetime) -> RawAppendResult:
     """Append a batch to `raw.<table>`; rows already landed (same org, source key and hash) are skipped.
 
@@ -119,58 +157,31 @@ def append_raw(wh: Warehouse, table: str, frame: pl.DataFrame, batch_id: str, in
         "_deleted": "bool",
         "_origin": "text",
         "_batch_id": "text",
+        "_row": "int",
     }
     if "_batch_id" not in frame.columns:
         frame = frame.with_columns(pl.lit(batch_id).alias("_batch_id"))
     frame = frame.with_columns(
         [pl.col(c).cast(pl.String) for c in payload]
         + [pl.col("_source_updated_at").cast(pl.Datetime("us")), pl.col("_deleted").cast(pl.Boolean)]
+        + [pl.int_range(pl.len(), dtype=pl.Int64).alias("_row")]
     ).select(list(stage_cols))
+    # a key that comes more than once in the batch needs the window functions that order its versions; most
+    # batches hold each key once, and then every fresh row is its key's first version in the batch
+    repeats = bool(frame.select(pl.struct("_org_code", "_source_key").is_duplicated().any()).item())
     qualified = f"raw.{table}"
     with wh.transaction(), _staged(wh, frame, stage_cols):
-        pay = ", ".join(quote_ident(c) for c in payload)
-        wh.execute(
-            f"""
-            CREATE TEMP TABLE {NEW} AS
-            WITH hashed AS (
-                SELECT *, {_hash_expr(payload)} AS _record_hash FROM {STAGE}
-            ), prior AS MATERIALIZED (
-                -- the landed versions of the keys in the batch: raw is scanned once and probed against the (small)
-                -- batch, never loaded into a hash table of its own
-                SELECT r._org_code, r._source_key, r._record_hash FROM {qualified} r
-                WHERE EXISTS (SELECT 1 FROM {STAGE} s
-                              WHERE s._org_code = r._org_code AND s._source_key = r._source_key)
-            ), unique_rows AS (
-                SELECT *, row_number() OVER (
-                    PARTITION BY _org_code, _source_key, _record_hash ORDER BY _origin) AS _dup
-                FROM hashed
-            ), fresh AS (
-                SELECT u.* FROM unique_rows u
-                WHERE u._dup = 1 AND NOT EXISTS (
-                    SELECT 1 FROM prior p
-                    WHERE p._org_code = u._org_code AND p._source_key = u._source_key
-                      AND p._record_hash = u._record_hash)
-            ), ordered AS (
-                SELECT f.*,
-                    row_number() OVER (PARTITION BY _org_code, _source_key
-                                       ORDER BY _source_updated_at NULLS FIRST, _origin) AS _seq,
-                    EXISTS (SELECT 1 FROM prior p
-                            WHERE p._org_code = f._org_code AND p._source_key = f._source_key) AS _prior
-                FROM fresh f
-            )
-            SELECT {pay}, _org_code, _source_system, _source_key,
-                   coalesce(_batch_id, CAST(? AS VARCHAR)) AS _batch_id, CAST(? AS TIMESTAMP) AS _ingested_at,
-                   _source_updated_at,
-                   CASE WHEN _deleted THEN 'D' WHEN _prior OR _seq > 1 THEN 'U' ELSE 'I' END AS _op,
-                   _record_hash, _origin
-            FROM ordered
-            """,
-            [batch_id, ingested_at],
-        )
+        wh.execute(f"CREATE TEMP TABLE {NEW} AS {_fresh_sql(payload, qualified, repeats)}", [batch_id])
         by_batch = {b: n for b, n in wh.query(f"SELECT _batch_id, count(*) FROM {NEW} GROUP BY _batch_id")}
         loaded = sum(by_batch.values())
-        target_cols = [*payload, *lineage_columns()]
-        cols = ", ".join(quote_ident(c) for c in target_cols)
-        wh.execute(f"INSERT INTO {qualified} ({cols}) SELECT {cols} FROM {NEW}")
+        from_new = {"_batch_id": "n._batch_id", "_ingested_at": "CAST(? AS TIMESTAMP)", "_op": "n._op",
+                    "_record_hash": "n._record_hash"}  # fmt: skip
+        target = [*payload, *lineage_columns()]
+        values = ", ".join(from_new.get(c, f"s.{quote_ident(c)}") for c in target)
+        wh.execute(
+            f"INSERT INTO {qualified} ({', '.join(quote_ident(c) for c in target)}) "
+            f"SELECT {values} FROM {NEW} n JOIN {STAGE} s ON s._row = n._row",
+            [ingested_at],
+        )
         wh.execute(f"DROP TABLE IF EXISTS {NEW}")
     return RawAppendResult(rows_in=frame.height, rows_loaded=loaded, loaded_by_batch=by_batch)

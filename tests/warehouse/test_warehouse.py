@@ -96,6 +96,28 @@ def test_append_raw_dedupes_and_sets_operation(warehouse_url):
     assert hashes == [(5, 5)]
 
 
+def test_append_raw_orders_versions_of_a_key_within_one_batch(warehouse_url):
+    """Keys repeated in a batch (window path) land as they would one batch at a time (single-version path)."""
+    t0, t1 = datetime(2026, 10, 1, 8), datetime(2026, 10, 2, 8)
+    rows = _batch(["甲", "乙", "甲", "丙", "丙"], [False] * 5, [t0, t0, t0, t1, t0]).with_columns(
+        pl.Series("_source_key", ["T:0", "T:1", "T:0", "T:2", "T:2"]),
+        pl.Series("patient_id", ["0", "1", "0", "2", "2"]),
+        pl.Series("_batch_id", ["b1", "b1", "b2", "b2", "b2"]),
+    )  # T:0 twice alike (lands once), T:2 in two versions given newest first
+    with Warehouse(warehouse_url) as wh:
+        ensure_core(wh)
+        together = append_raw(wh, "his_patient", rows, "unused", t1)
+        assert (together.rows_in, together.rows_loaded, together.loaded_by_batch) == (5, 4, {"b1": 2, "b2": 2})
+        query = "SELECT _source_key, name, _op, _record_hash FROM raw.his_patient ORDER BY _source_updated_at, 1"
+        landed = wh.query(query)
+        wh.execute("DELETE FROM raw.his_patient")
+        for i in (0, 1, 4, 3):  # one at a time, oldest version first: the single-version path
+            append_raw(wh, "his_patient", rows.slice(i, 1), "b", t1)
+        assert wh.query(query) == landed
+    assert [(k, n, op) for k, n, op, _ in landed] == [("T:0", "甲", "I"), ("T:1", "乙", "I"), ("T:2", "丙", "I"),
+                                                      ("T:2", "丙", "U")]  # fmt: skip
+
+
 def test_raw_hash_is_the_same_on_both_warehouses(tmp_path, pg_url):
     batch = _batch(["王五", None], [False, True], [datetime(2026, 1, 2, 3, 4, 5), None])
     hashes = []
