@@ -1,6 +1,10 @@
 """Benchmark: connector throughput on a synthetic county, each measurement in its own process (own peak RSS).
 
-    .venv/bin/python bench/bench_ingest.py [size] [part ...]     (default: medium, every part)
+    .venv/bin/python bench/bench_ingest.py [size] [part ...] [--workdir DIR [--reuse]]   (default: medium, every part)
+
+`--workdir DIR` keeps the generated county in DIR (e.g. /work/cache/<name>/bench-medium) instead of a temporary
+folder; with `--reuse` a county generated there before (same size, covering the parts' kinds) is used again
+instead of being regenerated (the MLLP part spools into its own folder and leaves the LIS drop files alone).
 
 Parts: `lis` (HL7 files → raw, with the hl7apy per-message baseline measured on a sample in the same run),
 `mllp` (one MLLP connection, AA only after fdatasync, then the spool landed in raw), `his` (MariaDB → raw),
@@ -96,6 +100,22 @@ def _hl7apy_baseline(config: object) -> float:
     return len(sample[:HL7APY_SAMPLE]) / (time.perf_counter() - started)
 
 
+def _spool_config(config: object) -> object:
+    """The same county with every LIS drop folder moved to an empty `mllp_spool/<org>` (MLLP is the only feed)."""
+    import shutil
+
+    from hutong.config import load_config
+
+    path = Path(config.path)  # type: ignore[attr-defined]
+    spool = path.parent / "mllp_spool"
+    shutil.rmtree(spool, ignore_errors=True)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw["source_defaults"]["lis"]["drop_dir"] = f"{spool}/{{org_code}}"
+    target = path.with_name("county-mllp.yaml")
+    target.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return load_config(target)
+
+
 def _mllp(config: object) -> dict[str, object]:
     """Send messages over one MLLP connection (each ACK waits for fdatasync), then land the spool."""
     from connectors.mllp import ListenerThread, listener_for
@@ -104,16 +124,15 @@ def _mllp(config: object) -> dict[str, object]:
     from warehouse import Warehouse, ensure_core
 
     messages: list[bytes] = []
-    by_org: dict[str, Path] = {}
+    by_org: list[str] = []
     for inst in config.with_source("lis"):  # type: ignore[attr-defined]
-        folder = Path(str(inst.sources["lis"].get("drop_dir")))
-        by_org[inst.org_code] = folder
-        for path in sorted(folder.rglob("*.hl7")):
+        by_org.append(inst.org_code)
+        for path in sorted(Path(str(inst.sources["lis"].get("drop_dir"))).rglob("*.hl7")):
             messages += split_batch(path.read_bytes())
-            path.unlink()  # the feed arrives over MLLP only in this measurement
         if len(messages) >= MLLP_MESSAGES:
             break
     messages = messages[:MLLP_MESSAGES]
+    config = _spool_config(config)  # the feed arrives over MLLP only in this measurement
     listener = listener_for(config, port=0)  # type: ignore[arg-type]
     with ListenerThread(listener) as running:
         started = time.perf_counter()
@@ -122,7 +141,7 @@ def _mllp(config: object) -> dict[str, object]:
     with Warehouse(config.warehouse_url) as wh:  # type: ignore[attr-defined]
         ensure_core(wh)
         landed_at = time.perf_counter()
-        runs = ingest(wh, config, orgs=list(by_org), kinds=["lis"])  # type: ignore[arg-type]
+        runs = ingest(wh, config, orgs=by_org, kinds=["lis"])  # type: ignore[arg-type]
         land_seconds = time.perf_counter() - landed_at
     acks = {c: codes.count(c) for c in set(codes)}
     return {"part": "mllp", "records": len(messages), "seconds": seconds, "acks": acks,
@@ -130,16 +149,24 @@ def _mllp(config: object) -> dict[str, object]:
             "peak_rss_mib": _peak_mib()}  # fmt: skip
 
 
-def _generate(config_path: Path, size: str, kinds: tuple[str, ...]) -> dict[str, object]:
+def _generate(config_path: Path, size: str, kinds: tuple[str, ...], reuse: bool = False) -> dict[str, object]:
     import synthetic
     from hutong.config import load_config
 
+    marker = config_path.with_name("generated.json")
+    if reuse and marker.exists():
+        done = json.loads(marker.read_text(encoding="utf-8"))
+        if done["size"] == size and set(kinds) <= set(done["kinds"]):
+            return {"records": done["records"], "seconds": 0.0, "reused": True}
+    marker.unlink(missing_ok=True)
     config = load_config(config_path)
     template = f"{MARIADB}/hutong_bench_{{org_code}}?charset=utf8mb4" if "his" in kinds else None
     started = time.perf_counter()
     summary = synthetic.generate(config, size=size, out_dir=config.data_dir, seed=20261124,
                                  his_url_template=template, kinds=kinds)  # fmt: skip
-    return {"records": summary.records, "seconds": time.perf_counter() - started}
+    seconds = time.perf_counter() - started
+    marker.write_text(json.dumps({"size": size, "kinds": list(kinds), "records": summary.records}), encoding="utf-8")
+    return {"records": summary.records, "seconds": seconds}
 
 
 def _drop_mariadb(config_path: Path) -> None:
@@ -172,14 +199,25 @@ def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--part":
         print(json.dumps(run_part(sys.argv[2], Path(sys.argv[3]))))
         return
-    size = sys.argv[1] if len(sys.argv) > 1 else "medium"
-    parts = tuple(sys.argv[2:]) or PARTS
+    args = sys.argv[1:]
+    reuse = "--reuse" in args
+    args = [a for a in args if a != "--reuse"]
+    workdir = None
+    if "--workdir" in args:
+        at = args.index("--workdir")
+        workdir = Path(args[at + 1]).resolve()
+        del args[at : at + 2]
+    size = args[0] if args else "medium"
+    parts = tuple(args[1:]) or PARTS
     kinds = tuple(sorted({"lis" if p == "mllp" else p for p in parts}))
     with tempfile.TemporaryDirectory(prefix="hutong_bench_ingest_") as tmp:
-        config_path = _config(Path(tmp))
+        if workdir is not None:
+            workdir.mkdir(parents=True, exist_ok=True)
+        config_path = _config(workdir or Path(tmp))
         try:
-            gen = _generate(config_path, size, kinds)
-            print(f"synthetic {size} county ({', '.join(kinds)}): {gen['records']:,} records in {gen['seconds']:.0f}s")
+            gen = _generate(config_path, size, kinds, reuse=reuse)
+            how = "reused" if gen.get("reused") else f"in {gen['seconds']:.0f}s"
+            print(f"synthetic {size} county ({', '.join(kinds)}): {gen['records']:,} records {how}")
             print(f"{'part':14s} {'records':>11s} {'wall':>9s} {'throughput':>13s} {'peak RSS':>12s}")
             for part in [p for p in PARTS if p in parts and p != "mllp"] + (["mllp"] if "mllp" in parts else []):
                 done = subprocess.run([sys.executable, __file__, "--part", part, str(config_path)], capture_output=True,
@@ -189,7 +227,7 @@ def main() -> None:
                     continue
                 print(_row(json.loads(done.stdout.strip().splitlines()[-1])), flush=True)
         finally:
-            if "his" in kinds:
+            if "his" in kinds and workdir is None:  # a kept county keeps its HIS databases too
                 _drop_mariadb(config_path)
 
 

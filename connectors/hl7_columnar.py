@@ -71,20 +71,17 @@ def _pick(frame: pl.DataFrame, paths: dict[str, hl7.FieldPath], keep: list[str])
 
 def _segments(texts: list[str]) -> pl.DataFrame:
     """Non-empty segments of each text (`file` = its index) with line numbers as `hl7.split_segments` counts them."""
-    lines: list[str] = []
-    files: list[int] = []
-    numbers: list[int] = []
-    for index, text in enumerate(texts):
-        part = [s for s in text.replace("\r\n", "\r").replace("\n", "\r").split("\r") if s.strip()]
-        lines += part
-        files += [index] * len(part)
-        numbers += range(1, len(part) + 1)
-    frame = pl.DataFrame({
-        "file": pl.Series(files, dtype=pl.Int64), "line": pl.Series(numbers, dtype=pl.Int64),
-        "seg": pl.Series(lines, dtype=pl.String),
-    })  # fmt: skip
-    frame = frame.with_columns(pl.col("seg").str.slice(0, 3).alias("seg_id"))
-    return frame.filter(~pl.col("seg_id").is_in(list(hl7.ENVELOPE)))
+    frame = pl.DataFrame({"text": pl.Series(texts, dtype=pl.String)}).with_row_index("file")
+    if any("\n" in text for text in texts):
+        frame = frame.with_columns(
+            pl.col("text").str.replace_all("\r\n", "\r", literal=True).str.replace_all("\n", "\r", literal=True)
+        )
+    frame = frame.select(pl.col("file").cast(pl.Int64), pl.col("text").str.split("\r").alias("seg")).explode("seg")
+    frame = frame.filter(pl.col("seg").str.strip_chars() != "").with_columns(
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("file").alias("line"),
+        pl.col("seg").str.slice(0, 3).alias("seg_id"),
+    )
+    return frame.select("file", "line", "seg", "seg_id").filter(~pl.col("seg_id").is_in(list(hl7.ENVELOPE)))
 
 
 def _groups(frame: pl.DataFrame, one_patient_per_message: bool) -> pl.DataFrame:
