@@ -32,6 +32,7 @@ MARIADB = os.environ.get("HUTONG_BENCH_MARIADB", "mysql+pymysql://root@127.0.0.1
 PARTS = ("his", "lis", "mllp", "emr", "pacs", "public_health")
 HL7APY_SAMPLE = 300
 MLLP_MESSAGES = 20_000
+MLLP_WINDOW = 64
 
 
 def _config(workdir: Path) -> Path:
@@ -70,12 +71,13 @@ def run_part(part: str, config_path: Path) -> dict[str, object]:
         return _mllp(config)
     with Warehouse(config.warehouse_url) as wh:
         ensure_core(wh)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu()
         runs = ingest(wh, config, kinds=[part])
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, _cpu() - cpu
         errors = [r.error for r in runs if r.error]
         out |= {"records": sum(r.rows_in for r in runs), "new": sum(r.rows_loaded for r in runs),
-                "quarantined": sum(r.rows_quarantined for r in runs), "seconds": seconds, "errors": errors}  # fmt: skip
+                "quarantined": sum(r.rows_quarantined for r in runs), "seconds": seconds, "cpu_seconds": cpu,
+                "errors": errors}  # fmt: skip
         if part == "lis":
             out["results"] = wh.count("raw.lis_result")
     if part == "lis":
@@ -100,24 +102,47 @@ def _hl7apy_baseline(config: object) -> float:
     return len(sample[:HL7APY_SAMPLE]) / (time.perf_counter() - started)
 
 
-def _spool_config(config: object) -> object:
-    """The same county with every LIS drop folder moved to an empty `mllp_spool/<org>` (MLLP is the only feed)."""
+def _spool_config(config: object, name: str = "mllp_spool") -> object:
+    """The same county with every LIS drop folder moved to an empty `<name>/<org>` (MLLP is the only feed)."""
     import shutil
 
     from hutong.config import load_config
 
     path = Path(config.path)  # type: ignore[attr-defined]
-    spool = path.parent / "mllp_spool"
+    spool = path.parent / name
     shutil.rmtree(spool, ignore_errors=True)
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     raw["source_defaults"]["lis"]["drop_dir"] = f"{spool}/{{org_code}}"
-    target = path.with_name("county-mllp.yaml")
+    target = path.with_name(f"county-{name}.yaml")
     target.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return load_config(target)
 
 
+def _send_pipelined(port: int, messages: list[bytes], window: int) -> list[str]:
+    """Like `synthetic.mllp.send`, but `window` messages go out before their ACKs are read (MLLP pipelining)."""
+    import socket
+
+    from synthetic.mllp import _read_frame, ack_code, frame
+
+    codes: list[str] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        buffer = bytearray()
+        for start in range(0, len(messages), window):
+            chunk = messages[start : start + window]
+            sock.sendall(b"".join(frame(m) for m in chunk))
+            codes += [ack_code(_read_frame(sock, buffer)) for _ in chunk]
+    return codes
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _mllp(config: object) -> dict[str, object]:
-    """Send messages over one MLLP connection (each ACK waits for fdatasync), then land the spool."""
+    """Send messages over one MLLP connection, each waiting for its ACK as a LIS does (each ACK waits for the
+    fdatasync of its message), then land the spool; then the same messages pipelined (window of
+    MLLP_WINDOW, one fdatasync per run of frames read together) into a second spool, for comparison."""
     from connectors.mllp import ListenerThread, listener_for
     from connectors.registry import ingest
     from synthetic.mllp import send, split_batch
@@ -132,21 +157,27 @@ def _mllp(config: object) -> dict[str, object]:
         if len(messages) >= MLLP_MESSAGES:
             break
     messages = messages[:MLLP_MESSAGES]
+    piped_config = _spool_config(config, "mllp_spool_pipelined")
     config = _spool_config(config)  # the feed arrives over MLLP only in this measurement
     listener = listener_for(config, port=0)  # type: ignore[arg-type]
     with ListenerThread(listener) as running:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu()
         codes = send("127.0.0.1", running.port, messages)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, _cpu() - cpu
+    with ListenerThread(listener_for(piped_config, port=0)) as running:  # type: ignore[arg-type]
+        piped_at = time.perf_counter()
+        piped = _send_pipelined(running.port, messages, MLLP_WINDOW)
+        piped_seconds = time.perf_counter() - piped_at
+    assert piped == codes, "pipelined ACKs differ from one-by-one ACKs"
     with Warehouse(config.warehouse_url) as wh:  # type: ignore[attr-defined]
         ensure_core(wh)
         landed_at = time.perf_counter()
         runs = ingest(wh, config, orgs=by_org, kinds=["lis"])  # type: ignore[arg-type]
         land_seconds = time.perf_counter() - landed_at
     acks = {c: codes.count(c) for c in set(codes)}
-    return {"part": "mllp", "records": len(messages), "seconds": seconds, "acks": acks,
-            "landed": sum(r.rows_loaded for r in runs), "land_seconds": land_seconds,
-            "peak_rss_mib": _peak_mib()}  # fmt: skip
+    return {"part": "mllp", "records": len(messages), "seconds": seconds, "cpu_seconds": cpu, "acks": acks,
+            "pipelined_seconds": piped_seconds, "landed": sum(r.rows_loaded for r in runs),
+            "land_seconds": land_seconds, "peak_rss_mib": _peak_mib()}  # fmt: skip
 
 
 def _generate(config_path: Path, size: str, kinds: tuple[str, ...], reuse: bool = False) -> dict[str, object]:
@@ -186,10 +217,13 @@ def _row(r: dict[str, object]) -> str:
     line = f"{part:14s} {records:>11,} {seconds:>8.1f}s {records / seconds:>11,.0f}/s {r['peak_rss_mib']:>8,.0f} MiB"
     if part == "lis":
         fast = records / seconds
-        line += (f"   results {r['results']:,}; hl7apy baseline {r['hl7apy_per_s']:,.0f} msg/s "
+        line += (f"   CPU {float(r['cpu_seconds']):.1f}s; results {r['results']:,}; "
+                 f"hl7apy baseline {r['hl7apy_per_s']:,.0f} msg/s "
                  f"(fast path end-to-end {fast / float(r['hl7apy_per_s']):,.0f}×)")  # type: ignore[arg-type]  # fmt: skip
     if part == "mllp":
-        line += f"   ACKs {r['acks']}; spool landed {r['landed']:,} in {r['land_seconds']:.1f}s"
+        line += (f"   one at a time, CPU {float(r['cpu_seconds']):.1f}s (client and listener); ACKs {r['acks']}; "
+                 f"pipelined ({MLLP_WINDOW} in flight) {records / float(r['pipelined_seconds']):,.0f}/s; "  # type: ignore[arg-type]
+                 f"spool landed {r['landed']:,} in {r['land_seconds']:.1f}s")  # fmt: skip
     if r.get("errors"):
         line += f"   ERRORS {r['errors']}"
     return line

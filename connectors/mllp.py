@@ -52,6 +52,7 @@ class _Segment:
     fd: int
     opened: float
     messages: int = 0
+    day: str = ""  # YYYYMMDD the segment belongs to
     size: int = 0  # bytes of messages written (the file beyond is preallocated, zero-filled space)
     allocated: int = 0
 
@@ -97,16 +98,17 @@ class Spool:
 
     def _segment(self, org_code: str, now: datetime) -> _Segment:
         current = self._open.get(org_code)
-        day_folder = self.folders[org_code] / "mllp" / f"{now:%Y%m%d}"
-        if current is not None and current.path.parent != day_folder:
+        day = f"{now:%Y%m%d}"
+        if current is not None and current.day != day:
             self._close(org_code)
             current = None
         if current is None:
+            day_folder = self.folders[org_code] / "mllp" / day
             day_folder.mkdir(parents=True, exist_ok=True)
             self._seq += 1
             path = day_folder / f"{now:%H%M%S}-{os.getpid()}-{self._seq:06d}.hl7{PART}"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            current = self._open[org_code] = _Segment(path, fd, time.monotonic())
+            current = self._open[org_code] = _Segment(path, fd, time.monotonic(), day=day)
             _fsync_dir(day_folder)  # the new name itself survives a crash
         return current
 
@@ -185,7 +187,7 @@ class MllpListener:
         message = next((m for m in items if isinstance(m, hl7.Message)), None)
         if message is None:
             return Outcome("AR", None, "hl7_missing_msh", "no MSH segment: not an HL7 v2 message"), None
-        facility = message.get(message.segments[0], hl7.FieldPath("MSH", 4, 1)) or ""
+        facility = message.get(message.segments[0], hl7.MSH_FACILITY) or ""
         org_code = self.facilities.get(facility)
         if org_code is None:
             return Outcome("AR", None, "unknown_facility", f"MSH-4 sending facility {facility!r} is not an "
