@@ -35,7 +35,7 @@ from warehouse import Warehouse, append_raw
 
 Progress = Callable[[str], None]
 LINEAGE = ("_source_key", "_source_updated_at", "_deleted", "_origin")
-GROUP_BYTES = 8 << 20  # input bytes parsed and landed per transaction when many files land together
+GROUP_BYTES = 16 << 20  # input bytes parsed and landed per transaction when many files land together
 GROUP_FILES = 500
 _DAY_IN_NAME = re.compile(r"(?<!\d)(20\d{2})(\d{2})(\d{2})(?!\d)")
 
@@ -239,9 +239,8 @@ class _Pending:
     data: bytes
 
 
-def _read(job: FolderJob, path: Path, run: SourceRun, seen: set[tuple[str, str]]) -> _File | None:
-    """Read one file, or None when the same bytes were landed before (`seen`)."""
-    rel = path.relative_to(job.folder).as_posix()
+def _read(job: FolderJob, path: Path, rel: str, run: SourceRun, seen: set[tuple[str, str]]) -> _File | None:
+    """Read one file (`rel` its path in the folder), or None when the same bytes were landed before (`seen`)."""
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     run.files_seen += 1
@@ -385,7 +384,7 @@ def ingest_file(
 ) -> Batch | None:
     """Land one dropped file on its own (or skip it when the same bytes were landed before)."""
     job = FolderJob(kind, org_code, folder)
-    file = _read(job, path, run, loaded_files(wh, org_code, kind.kind))
+    file = _read(job, path, path.relative_to(folder).as_posix(), run, loaded_files(wh, org_code, kind.kind))
     if file is None:
         return None
     group = _parse_group([file])
@@ -454,12 +453,13 @@ def ingest_folders(
             run = runs[(job.org_code, job.kind.kind)]
             seen = loaded_files(wh, job.org_code, job.kind.kind)
             for path in sorted(job.kind.files(job.folder)):
-                file_day = day_in_name(path.relative_to(job.folder).as_posix())
+                rel = path.relative_to(job.folder).as_posix()
+                file_day = day_in_name(rel)
                 if file_day is not None and (
                     (day is not None and file_day != day) or (until is not None and file_day > until)
                 ):
                     continue
-                file = _read(job, path, run, seen)
+                file = _read(job, path, rel, run, seen)
                 if file is None:
                     continue
                 if group and group[0].job.kind != job.kind:  # another reader (settings differ): a group of its own
