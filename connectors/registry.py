@@ -160,8 +160,12 @@ def _ingest_folders(
     jobs, runs = [], []
     for inst in institutions:
         folder = inst.sources[kind].get("drop_dir")
-        if folder and Path(str(folder)).is_dir():
-            jobs.append(FolderJob(file_kind(kind, inst.sources[kind]), inst.org_code, Path(str(folder))))
+        try:
+            reader = file_kind(kind, inst.sources[kind]) if folder and Path(str(folder)).is_dir() else None
+        except SourceError:  # an unusable reader setting (e.g. a broken contract): recorded by ingest_source
+            reader = None
+        if reader is not None:
+            jobs.append(FolderJob(reader, inst.org_code, Path(str(folder))))
         else:  # recorded as that source's failure
             runs.append(ingest_source(wh, config, inst, kind, day=day, until=until, progress=progress))
     if jobs:
