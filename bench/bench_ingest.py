@@ -3,6 +3,11 @@
     .venv/bin/python bench/bench_ingest.py [size] [part ...] [--workdir DIR [--reuse]] [--orgs SHORT,...]
                                                                   (default: medium, every part, a temp dir)
 
+`--workdir DIR` keeps the generated county (and its MariaDB databases) in DIR instead of a temporary folder; with
+`--reuse` a county generated there before (same size, covering the parts' kinds) is used again instead of being
+regenerated (the MLLP part spools into its own folder and leaves the LIS drop files alone). `--orgs` measures a
+subset of the institutions.
+
 Parts: `lis` (HL7 files → raw, with the hl7apy per-message baseline measured on a sample in the same run),
 `mllp` (one MLLP connection, AA only after fdatasync, then the spool landed in raw), `his` (MariaDB → raw),
 `emr` (CDA/FHIR documents), `pacs` (DICOM headers + reports), `public_health` (CSV/Excel rows).
@@ -34,6 +39,7 @@ MARIADB = os.environ.get("HUTONG_BENCH_MARIADB", "mysql+pymysql://root@127.0.0.1
 PARTS = ("his", "lis", "mllp", "emr", "pacs", "public_health")
 HL7APY_SAMPLE = 300
 MLLP_MESSAGES = 20_000
+MLLP_WINDOW = 64
 
 
 def _his_template(prefix: str) -> str:
@@ -96,23 +102,43 @@ def run_part(part: str, config_path: Path) -> dict[str, object]:
     out: dict[str, object] = {"part": part}
     if part == "mllp":
         return _mllp(config)
+    landing = _time_landing() if part == "lis" else None
     with Warehouse(config.warehouse_url) as wh:
         ensure_core(wh)
         started, cpu, server = time.perf_counter(), _cpu_seconds(), _mariadb_cpu_seconds()
         runs = ingest(wh, config, kinds=[part])
-        seconds = time.perf_counter() - started
-        out["cpu_seconds"] = _cpu_seconds() - cpu
+        seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
         if part == "his":
             out["source_cpu_seconds"] = _mariadb_cpu_seconds() - server
         errors = [r.error for r in runs if r.error]
         out |= {"records": sum(r.rows_in for r in runs), "new": sum(r.rows_loaded for r in runs),
-                "quarantined": sum(r.rows_quarantined for r in runs), "seconds": seconds, "errors": errors}  # fmt: skip
+                "quarantined": sum(r.rows_quarantined for r in runs), "seconds": seconds, "cpu_seconds": cpu,
+                "errors": errors}  # fmt: skip
         if part == "lis":
             out["results"] = wh.count("raw.lis_result")
+            out["append_seconds"] = landing[0] if landing else 0.0
     if part == "lis":
         out["hl7apy_per_s"] = _hl7apy_baseline(config)
     out["peak_rss_mib"] = _peak_mib()
     return out
+
+
+def _time_landing() -> list[float]:
+    """Wall seconds the driver's main thread spends in `append_raw` (DuckDB hashing, dedup, insert), summed."""
+    import connectors.drop as drop
+
+    spent = [0.0]
+    real = drop.append_raw
+
+    def timed(*args: object, **kwargs: object) -> object:
+        started = time.perf_counter()
+        try:
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            spent[0] += time.perf_counter() - started
+
+    drop.append_raw = timed  # type: ignore[assignment]
+    return spent
 
 
 def _hl7apy_baseline(config: object) -> float:
@@ -131,38 +157,77 @@ def _hl7apy_baseline(config: object) -> float:
     return len(sample[:HL7APY_SAMPLE]) / (time.perf_counter() - started)
 
 
+def _spool_config(config: object, name: str = "mllp_spool") -> object:
+    """The same county with every LIS drop folder moved to an empty `<name>/<org>` (MLLP is the only feed)."""
+    import shutil
+
+    from hutong.config import load_config
+
+    path = Path(config.path)  # type: ignore[attr-defined]
+    spool = path.parent / name
+    shutil.rmtree(spool, ignore_errors=True)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw["source_defaults"]["lis"]["drop_dir"] = f"{spool}/{{org_code}}"
+    target = path.with_name(f"county-{name}.yaml")
+    target.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return load_config(target)
+
+
+def _send_pipelined(port: int, messages: list[bytes], window: int) -> list[str]:
+    """Like `synthetic.mllp.send`, but `window` messages go out before their ACKs are read (MLLP pipelining)."""
+    import socket
+
+    from synthetic.mllp import _read_frame, ack_code, frame
+
+    codes: list[str] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        buffer = bytearray()
+        for start in range(0, len(messages), window):
+            chunk = messages[start : start + window]
+            sock.sendall(b"".join(frame(m) for m in chunk))
+            codes += [ack_code(_read_frame(sock, buffer)) for _ in chunk]
+    return codes
+
+
 def _mllp(config: object) -> dict[str, object]:
-    """Send messages over one MLLP connection (each ACK waits for fdatasync), then land the spool."""
+    """Send messages over one MLLP connection, each waiting for its ACK as a LIS does (each ACK waits for the
+    fdatasync of its message), then land the spool; then the same messages pipelined (window of
+    MLLP_WINDOW, one fdatasync per run of frames read together) into a second spool, for comparison."""
     from connectors.mllp import ListenerThread, listener_for
     from connectors.registry import ingest
     from synthetic.mllp import send, split_batch
     from warehouse import Warehouse, ensure_core
 
     messages: list[bytes] = []
-    by_org: dict[str, Path] = {}
+    by_org: list[str] = []
     for inst in config.with_source("lis"):  # type: ignore[attr-defined]
-        folder = Path(str(inst.sources["lis"].get("drop_dir")))
-        by_org[inst.org_code] = folder
-        for path in sorted(folder.rglob("*.hl7")):
+        by_org.append(inst.org_code)
+        for path in sorted(Path(str(inst.sources["lis"].get("drop_dir"))).rglob("*.hl7")):
             messages += split_batch(path.read_bytes())
-            path.unlink()  # the feed arrives over MLLP only in this measurement
         if len(messages) >= MLLP_MESSAGES:
             break
     messages = messages[:MLLP_MESSAGES]
+    piped_config = _spool_config(config, "mllp_spool_pipelined")
+    config = _spool_config(config)  # the feed arrives over MLLP only in this measurement
     listener = listener_for(config, port=0)  # type: ignore[arg-type]
     with ListenerThread(listener) as running:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu_seconds()
         codes = send("127.0.0.1", running.port, messages)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+    with ListenerThread(listener_for(piped_config, port=0)) as running:  # type: ignore[arg-type]
+        piped_at = time.perf_counter()
+        piped = _send_pipelined(running.port, messages, MLLP_WINDOW)
+        piped_seconds = time.perf_counter() - piped_at
+    assert piped == codes, "pipelined ACKs differ from one-by-one ACKs"
     with Warehouse(config.warehouse_url) as wh:  # type: ignore[attr-defined]
         ensure_core(wh)
         landed_at = time.perf_counter()
-        runs = ingest(wh, config, orgs=list(by_org), kinds=["lis"])  # type: ignore[arg-type]
+        runs = ingest(wh, config, orgs=by_org, kinds=["lis"])  # type: ignore[arg-type]
         land_seconds = time.perf_counter() - landed_at
     acks = {c: codes.count(c) for c in set(codes)}
-    return {"part": "mllp", "records": len(messages), "seconds": seconds, "acks": acks,
-            "landed": sum(r.rows_loaded for r in runs), "land_seconds": land_seconds,
-            "peak_rss_mib": _peak_mib()}  # fmt: skip
+    return {"part": "mllp", "records": len(messages), "seconds": seconds, "cpu_seconds": cpu, "acks": acks,
+            "pipelined_seconds": piped_seconds, "landed": sum(r.rows_loaded for r in runs),
+            "land_seconds": land_seconds, "peak_rss_mib": _peak_mib()}  # fmt: skip
 
 
 def _generate(config_path: Path, size: str, kinds: tuple[str, ...], prefix: str) -> dict[str, object]:
@@ -238,10 +303,14 @@ def _row(r: dict[str, object]) -> str:
         line += f" + MariaDB server {float(r['source_cpu_seconds']):,.1f} CPU-s"  # type: ignore[arg-type]
     if part == "lis":
         fast = records / seconds
-        line += (f"   results {r['results']:,}; hl7apy baseline {r['hl7apy_per_s']:,.0f} msg/s "
+        line += (f"   in append_raw {float(r['append_seconds']):.1f}s wall; "
+                 f"results {r['results']:,}; "
+                 f"hl7apy baseline {r['hl7apy_per_s']:,.0f} msg/s "
                  f"(fast path end-to-end {fast / float(r['hl7apy_per_s']):,.0f}×)")  # type: ignore[arg-type]  # fmt: skip
     if part == "mllp":
-        line += f"   ACKs {r['acks']}; spool landed {r['landed']:,} in {r['land_seconds']:.1f}s"
+        line += (f"   one at a time, CPU {float(r['cpu_seconds']):.1f}s (client and listener); ACKs {r['acks']}; "
+                 f"pipelined ({MLLP_WINDOW} in flight) {records / float(r['pipelined_seconds']):,.0f}/s; "  # type: ignore[arg-type]
+                 f"spool landed {r['landed']:,} in {r['land_seconds']:.1f}s")  # fmt: skip
     if r.get("errors"):
         line += f"   ERRORS {r['errors']}"
     return line
@@ -279,8 +348,6 @@ def main() -> None:
                       f"{gen['seconds']:.0f}s")  # fmt: skip
             else:
                 print(f"synthetic {args.size} county ({', '.join(kinds)}) reused from {workdir}")
-            if "mllp" in parts:  # the MLLP part consumes the LIS files: a later --reuse regenerates them
-                gen["kinds"] = [k for k in gen["kinds"] if k != "lis"]  # type: ignore[attr-defined]
             (workdir / "generated.json").write_text(json.dumps(gen), encoding="utf-8")
             _run_parts(parts, _config(workdir, prefix, orgs, "county-run.yaml") if orgs else config_path)
         finally:

@@ -35,7 +35,7 @@ from warehouse import Warehouse, append_raw
 
 Progress = Callable[[str], None]
 LINEAGE = ("_source_key", "_source_updated_at", "_deleted", "_origin")
-GROUP_BYTES = 8 << 20  # input bytes parsed and landed per transaction when many files land together
+GROUP_BYTES = 16 << 20  # input bytes parsed and landed per transaction when many files land together
 GROUP_FILES = 500
 _DAY_IN_NAME = re.compile(r"(?<!\d)(20\d{2})(\d{2})(\d{2})(?!\d)")
 
@@ -55,6 +55,17 @@ class Parsed:
     rejected: tuple[str, str] | None = None
     data_day: date | None = None  # overrides the day taken from the file name
     primary: str | None = None  # the reconciled raw table when a kind reads files of several entities
+    rows_out: int | None = None  # primary rows of this file when they are held in a `ParsedGroup`'s tables
+
+
+@dataclass
+class ParsedGroup:
+    """Several files parsed in one pass (`FileKind.parse_group`): per file its count, quarantine and rejection
+    (`Parsed` with `rows_out` and no tables), the rows of all files in one frame per raw table (column `_file` =
+    the file's index in the group) — no frame per file to build, split and concatenate again."""
+
+    files: list[Parsed]
+    tables: dict[str, pl.DataFrame]
 
 
 class FileKind(Protocol):
@@ -67,6 +78,11 @@ class FileKind(Protocol):
     def files(self, folder: Path) -> Iterable[Path]: ...
 
     def parse(self, path: Path, rel: str, data: bytes, org_code: str) -> Parsed: ...
+
+
+# A kind may also offer `parse_many(files: [(path, rel, data)], org_code) -> [Parsed]` (one institution's files at
+# once) or `parse_group(files: [(path, rel, data, org_code)]) -> ParsedGroup` (files of several institutions, rows
+# kept in one frame per table); kinds that compare equal (same reader settings) share groups across institutions.
 
 
 @dataclass
@@ -156,14 +172,17 @@ def loaded_files(wh: Warehouse, org_code: str, kind: str) -> set[tuple[str, str]
 def _record_files(wh: Warehouse, group: list[_Pending]) -> None:
     """One ops.ingest_file row per file of the group (replacing a previous row for the same bytes)."""
     now = now_local()
-    digests = [i.digest for i in group]
-    for start in range(0, len(digests), 500):  # a row for the same bytes exists only after a concurrent run
-        chunk = digests[start : start + 500]
-        wh.execute(
-            f"DELETE FROM ops.ingest_file WHERE org_code = ? AND source_kind = ? AND sha256 IN "
-            f"({', '.join('?' for _ in chunk)})",
-            [group[0].batch.org_code, group[0].batch.source_kind, *chunk],
-        )
+    by_source: dict[tuple[str, str], list[str]] = {}
+    for item in group:
+        by_source.setdefault((item.batch.org_code, item.batch.source_kind), []).append(item.digest)
+    for (org_code, kind), digests in by_source.items():  # a row for the same bytes exists only after a concurrent run
+        for start in range(0, len(digests), 500):
+            chunk = digests[start : start + 500]
+            wh.execute(
+                f"DELETE FROM ops.ingest_file WHERE org_code = ? AND source_kind = ? AND sha256 IN "
+                f"({', '.join('?' for _ in chunk)})",
+                [org_code, kind, *chunk],
+            )
     frame = pl.DataFrame(
         {
             "org_code": [i.batch.org_code for i in group],
@@ -185,9 +204,19 @@ def _record_files(wh: Warehouse, group: list[_Pending]) -> None:
 
 
 @dataclass
+class FolderJob:
+    """One institution's drop folder of one kind, read by `kind`."""
+
+    kind: FileKind
+    org_code: str
+    folder: Path
+
+
+@dataclass
 class _File:
     """A dropped file read from disk, not yet parsed."""
 
+    job: FolderJob
     path: Path
     rel: str
     digest: str
@@ -199,6 +228,7 @@ class _File:
 class _Pending:
     """A file read and parsed, waiting to land with the others of its group."""
 
+    job: FolderJob
     batch: Batch
     rel: str
     digest: str
@@ -209,9 +239,8 @@ class _Pending:
     data: bytes
 
 
-def _read(folder: Path, path: Path, run: SourceRun, seen: set[tuple[str, str]]) -> _File | None:
-    """Read one file, or None when the same bytes were landed before (`seen`)."""
-    rel = path.relative_to(folder).as_posix()
+def _read(job: FolderJob, path: Path, rel: str, run: SourceRun, seen: set[tuple[str, str]]) -> _File | None:
+    """Read one file (`rel` its path in the folder), or None when the same bytes were landed before (`seen`)."""
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     run.files_seen += 1
@@ -219,7 +248,15 @@ def _read(folder: Path, path: Path, run: SourceRun, seen: set[tuple[str, str]]) 
         run.files_skipped += 1
         return None
     arrived = datetime.fromtimestamp(path.stat().st_mtime).replace(microsecond=0)
-    return _File(path, rel, digest, arrived, data)
+    return _File(job, path, rel, digest, arrived, data)
+
+
+@dataclass
+class _Group:
+    """Files parsed together, ready to land: their ledger items and the raw rows of all (with `_batch_id`)."""
+
+    items: list[_Pending]
+    tables: dict[str, pl.DataFrame]
 
 
 def _parse_one(kind: FileKind, org_code: str, file: _File) -> Parsed:
@@ -229,26 +266,68 @@ def _parse_one(kind: FileKind, org_code: str, file: _File) -> Parsed:
         return Parsed(rejected=("unreadable_file", f"{type(exc).__name__}: {exc}"))
 
 
-def _parse_group(kind: FileKind, org_code: str, files: list[_File]) -> list[_Pending]:
-    """Parse a group of files: all at once when the kind can (`parse_many`), else one by one."""
+def _parse_files(kind: FileKind, files: list[_File]) -> list[Parsed]:
+    """Per-file results: one institution's files at once when the kind can (`parse_many`), else one by one."""
     many = getattr(kind, "parse_many", None)
-    results: list[Parsed] | None = None
-    if many is not None and files:
+    out: list[Parsed] = []
+    start = 0
+    while start < len(files):
+        org_code = files[start].job.org_code
+        end = start
+        while end < len(files) and files[end].job.org_code == org_code:
+            end += 1
+        chunk = files[start:end]
+        results: list[Parsed] | None = None
+        if many is not None:
+            try:
+                results = many([(f.path, f.rel, f.data) for f in chunk], org_code)
+            except Exception:  # fall back to file by file, which isolates the file that breaks
+                results = None
+        out += results if results is not None else [_parse_one(kind, org_code, f) for f in chunk]
+        start = end
+    return out
+
+
+def _parse_group(files: list[_File]) -> _Group:
+    """Parse a group of files of one kind (possibly of several institutions) into ledger items and raw rows."""
+    kind = files[0].job.kind
+    grouped = getattr(kind, "parse_group", None)
+    result: ParsedGroup | None = None
+    if grouped is not None:
         try:
-            results = many([(f.path, f.rel, f.data) for f in files], org_code)
+            result = grouped([(f.path, f.rel, f.data, f.job.org_code) for f in files])
         except Exception:  # fall back to file by file, which isolates the file that breaks
-            results = None
-    if results is None:
-        results = [_parse_one(kind, org_code, f) for f in files]
-    return [_settle(kind, org_code, f, parsed) for f, parsed in zip(files, results, strict=True)]
+            result = None
+    if result is None:
+        items = [_settle(f, parsed) for f, parsed in zip(files, _parse_files(kind, files), strict=True)]
+        parts: dict[str, list[pl.DataFrame]] = {}
+        for item in items:
+            for table, frame in ({} if item.parsed.rejected else item.parsed.tables).items():
+                if frame.height:
+                    parts.setdefault(table, []).append(
+                        frame.with_columns(pl.lit(item.batch.batch_id).alias("_batch_id"))
+                    )
+        tables = {t: pl.concat(p, how="diagonal") if len(p) > 1 else p[0] for t, p in parts.items()}
+        return _Group(items, tables)
+    items = [_settle(f, parsed) for f, parsed in zip(files, result.files, strict=True)]
+    batch_ids = pl.Series("_batch_id", [item.batch.batch_id for item in items], dtype=pl.String)
+    refused = [index for index, item in enumerate(items) if item.parsed.rejected]
+    tables = {}
+    for table, frame in result.tables.items():
+        if refused:
+            frame = frame.filter(~pl.col("_file").is_in(refused))
+        if frame.height:
+            tables[table] = frame.with_columns(batch_ids.gather(frame.get_column("_file"))).drop("_file")
+    return _Group(items, tables)
 
 
-def _settle(kind: FileKind, org_code: str, file: _File, parsed: Parsed) -> _Pending:
+def _settle(file: _File, parsed: Parsed) -> _Pending:
     """Check a parse result reconciles and make its ledger batch (a whole-file rejection is one record)."""
+    kind, org_code = file.job.kind, file.job.org_code
     entity = parsed.primary or kind.entity
     if not parsed.rejected:
         primary = parsed.tables.get(entity)
-        landed = 0 if primary is None else primary.height
+        landed = parsed.rows_out if parsed.rows_out is not None else 0 if primary is None else primary.height
         if landed + len(parsed.quarantined) != parsed.rows_in:
             reason = (f"{kind.kind} reader counted {parsed.rows_in} records in {file.rel} but returned {landed} rows "
                       f"and {len(parsed.quarantined)} quarantined")  # fmt: skip
@@ -262,35 +341,34 @@ def _settle(kind: FileKind, org_code: str, file: _File, parsed: Parsed) -> _Pend
         batch.rows_in = parsed.rows_in
         batch.quarantined = parsed.quarantined
     day = parsed.data_day or day_in_name(file.rel)
-    return _Pending(batch, file.rel, file.digest, len(file.data), file.arrived, day, parsed, file.data)
+    return _Pending(file.job, batch, file.rel, file.digest, len(file.data), file.arrived, day, parsed, file.data)
 
 
-def _flush(wh: Warehouse, group: list[_Pending], run: SourceRun, cutoff: str) -> None:
+def _primary_rows(parsed: Parsed, entity: str) -> int:
+    if parsed.rows_out is not None:
+        return parsed.rows_out
+    primary = parsed.tables.get(entity)
+    return 0 if primary is None else primary.height
+
+
+def _flush(wh: Warehouse, group: _Group, runs: dict[tuple[str, str], SourceRun], cutoff: str) -> None:
     """Land a group of parsed files in one transaction: raw rows, one ledger batch and one file row per file."""
-    if not group:
+    if not group.items:
         return
-    frames: dict[str, list[pl.DataFrame]] = {}
-    for item in group:
-        if item.parsed.rejected:
-            continue
-        for table, frame in item.parsed.tables.items():
-            if frame.height:
-                frames.setdefault(table, []).append(frame.with_columns(pl.lit(item.batch.batch_id).alias("_batch_id")))
+    first = group.items[0].batch
     with wh.transaction():
         loaded: dict[str, dict[str, int]] = {}
-        for table, parts in frames.items():
-            combined = pl.concat(parts, how="diagonal") if len(parts) > 1 else parts[0]
-            result = append_raw(wh, table, combined, group[0].batch.batch_id, group[0].batch.started_at)
-            loaded[table] = result.loaded_by_batch
-        for item in group:
+        for table, frame in group.tables.items():
+            loaded[table] = append_raw(wh, table, frame, first.batch_id, first.started_at).loaded_by_batch
+        for item in group.items:
             batch = item.batch
             if not item.parsed.rejected:
-                primary = item.parsed.tables.get(batch.entity)
                 batch.rows_loaded = loaded.get(batch.entity, {}).get(batch.batch_id, 0)
-                batch.rows_unchanged = (0 if primary is None else primary.height) - batch.rows_loaded
-        write_batches(wh, [item.batch for item in group])
-        _record_files(wh, group)
-    for item in group:
+                batch.rows_unchanged = _primary_rows(item.parsed, batch.entity) - batch.rows_loaded
+        write_batches(wh, [item.batch for item in group.items])
+        _record_files(wh, group.items)
+    for item in group.items:
+        run = runs[(item.job.org_code, item.job.kind.kind)]
         if item.parsed.rejected:
             run.files_rejected += 1
         else:
@@ -305,12 +383,13 @@ def ingest_file(
     wh: Warehouse, kind: FileKind, org_code: str, folder: Path, path: Path, run: SourceRun, cutoff: str = "24:00"
 ) -> Batch | None:
     """Land one dropped file on its own (or skip it when the same bytes were landed before)."""
-    file = _read(folder, path, run, loaded_files(wh, org_code, kind.kind))
+    job = FolderJob(kind, org_code, folder)
+    file = _read(job, path, path.relative_to(folder).as_posix(), run, loaded_files(wh, org_code, kind.kind))
     if file is None:
         return None
-    item = _parse_group(kind, org_code, [file])[0]
-    _flush(wh, [item], run, cutoff)
-    return item.batch
+    group = _parse_group([file])
+    _flush(wh, group, {(org_code, kind.kind): run}, cutoff)
+    return group.items[0].batch
 
 
 def ingest_folder(
@@ -332,41 +411,73 @@ def ingest_folder(
     Files are parsed and landed in groups of up to `group_bytes` of input per transaction (each file still gets its
     own ledger batch); a crash loses at most the group in flight, which the next run reads again.
     """
-    run = SourceRun(org_code, kind.kind)
+    job = FolderJob(kind, org_code, folder)
+    return ingest_folders(wh, [job], day=day, until=until, cutoff=cutoff, group_bytes=group_bytes,
+                          progress=progress)[0]  # fmt: skip
+
+
+def ingest_folders(
+    wh: Warehouse,
+    jobs: list[FolderJob],
+    *,
+    day: date | None = None,
+    until: date | None = None,
+    cutoff: str = "24:00",
+    group_bytes: int | None = None,
+    progress: Progress | None = None,
+) -> list[SourceRun]:
+    """`ingest_folder` for several institutions' folders in one stream (one run per job, in order).
+
+    Groups carry on from one folder to the next when the jobs' readers compare equal, so small folders share a
+    transaction and the next group is always being parsed (in a thread: polars and the warehouse release the GIL)
+    while the current one lands.
+    """
+    for job in jobs:
+        if not job.folder.is_dir():
+            raise SourceError(f"{job.org_code}: {job.kind.kind} drop folder {job.folder} does not exist")
     group_bytes = group_bytes or GROUP_BYTES
-    if not folder.is_dir():
-        raise SourceError(f"{org_code}: {kind.kind} drop folder {folder} does not exist")
+    runs = {(job.org_code, job.kind.kind): SourceRun(job.org_code, job.kind.kind) for job in jobs}
     group: list[_File] = []
     size = 0
-    seen = loaded_files(wh, org_code, kind.kind)
-    # Parse the next group in a thread while this one lands: polars and the warehouse both release the GIL.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hutong-parse") as parser:
-        landing: Future[list[_Pending]] | None = None
-        for path in sorted(kind.files(folder)):
-            rel = path.relative_to(folder).as_posix()
-            file_day = day_in_name(rel)
-            if file_day is not None and (
-                (day is not None and file_day != day) or (until is not None and file_day > until)
-            ):
-                continue
-            file = _read(folder, path, run, seen)
-            if file is None:
-                continue
-            group.append(file)
-            size += len(file.data)
-            if size >= group_bytes or len(group) >= GROUP_FILES:
-                parsing = parser.submit(_parse_group, kind, org_code, group)
-                if landing is not None:
-                    _flush(wh, landing.result(), run, cutoff)
-                landing, group, size = parsing, [], 0
-                if progress:
-                    progress(f"{org_code} {kind.kind}: {run.files_seen} files, {run.rows_loaded} new rows")
+        landing: Future[_Group] | None = None
+
+        def hand_over() -> None:
+            nonlocal landing, group, size
+            parsing = parser.submit(_parse_group, group)
+            if landing is not None:
+                _flush(wh, landing.result(), runs, cutoff)
+            landing, group, size = parsing, [], 0
+
+        for job in jobs:
+            run = runs[(job.org_code, job.kind.kind)]
+            seen = loaded_files(wh, job.org_code, job.kind.kind)
+            for path in sorted(job.kind.files(job.folder)):
+                rel = path.relative_to(job.folder).as_posix()
+                file_day = day_in_name(rel)
+                if file_day is not None and (
+                    (day is not None and file_day != day) or (until is not None and file_day > until)
+                ):
+                    continue
+                file = _read(job, path, rel, run, seen)
+                if file is None:
+                    continue
+                if group and group[0].job.kind != job.kind:  # another reader (settings differ): a group of its own
+                    hand_over()
+                group.append(file)
+                size += len(file.data)
+                if size >= group_bytes or len(group) >= GROUP_FILES:
+                    hand_over()
+                    if progress:
+                        progress(f"{job.org_code} {job.kind.kind}: {run.files_seen} files, {run.rows_loaded} new rows")
+        if group:
+            hand_over()
         if landing is not None:
-            _flush(wh, landing.result(), run, cutoff)
-    _flush(wh, _parse_group(kind, org_code, group), run, cutoff)
-    marks = [HealthMark(d, True, run.day_rows[d], late_minutes=late) for d, late in sorted(run.days.items())]
-    record_health_marks(wh, org_code, kind.kind, marks)
-    return run
+            _flush(wh, landing.result(), runs, cutoff)
+    for (org_code, kind), run in runs.items():
+        marks = [HealthMark(d, True, run.day_rows[d], late_minutes=late) for d, late in sorted(run.days.items())]
+        record_health_marks(wh, org_code, kind, marks)
+    return list(runs.values())
 
 
 def record_source_failure(wh: Warehouse, org_code: str, kind: str, source_system: str, error: str, day: date) -> None:

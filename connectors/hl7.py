@@ -7,9 +7,10 @@ hl7apy and a test proves both agree. Field positions come from `lis_fields.yaml`
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,12 @@ def parse_path(text: str) -> FieldPath:
         raise ValueError(f"{text!r} is not an HL7 field path like PID-3.1")
     seg, fld, comp, sub = match.groups()
     return FieldPath(seg, int(fld), int(comp) if comp else None, int(sub) if sub else None)
+
+
+MSH_FACILITY = FieldPath("MSH", 4, 1)
+MSH_TYPE = FieldPath("MSH", 9, 1)
+MSH_EVENT = FieldPath("MSH", 9, 2)
+MSH_CONTROL_ID = FieldPath("MSH", 10)
 
 
 @cache
@@ -129,7 +136,7 @@ class Message:
 
     @property
     def control_id(self) -> str | None:
-        return self.get(self.segments[0], FieldPath("MSH", 10)) if self.segments else None
+        return self.get(self.segments[0], MSH_CONTROL_ID) if self.segments else None
 
 
 @dataclass
@@ -195,7 +202,7 @@ def problem(message: Message) -> tuple[str, str] | None:
         return "hl7_bad_msh", f"MSH has {len(msh) + 1} fields; MSH-12 (version) at least is required"
     if not message.control_id:
         return "hl7_no_control_id", "MSH-10 (message control id) is empty"
-    kind = f"{message.get(msh, FieldPath('MSH', 9, 1))}^{message.get(msh, FieldPath('MSH', 9, 2))}"
+    kind = f"{message.get(msh, MSH_TYPE)}^{message.get(msh, MSH_EVENT)}"
     if kind not in field_spec()["accepted_types"]:
         accepted = ", ".join(sorted(field_spec()["accepted_types"]))
         return "hl7_unsupported_type", f"message type {kind} is not accepted on this feed (accepted: {accepted})"
@@ -291,9 +298,15 @@ def _message_segments() -> tuple[str, ...]:
     return tuple(path.segment for path in field_spec()["message"].values())
 
 
+@lru_cache(maxsize=4)
+def _stamp(second: int) -> str:
+    """An ACK's MSH-7 for a POSIX second (cached: a listener acknowledges many messages a second)."""
+    return datetime.fromtimestamp(second).strftime("%Y%m%d%H%M%S")
+
+
 def ack(message: Message | None, code: str, text: str = "", error_code: str = "", now: datetime | None = None) -> str:
     """An HL7 v2.5 ACK (MSA-1 AA/AE/AR, MSA-2 the control id; ERR with the reason for AE/AR)."""
-    stamp = (now or datetime.now()).strftime("%Y%m%d%H%M%S")
+    stamp = _stamp(int(time.time())) if now is None else now.strftime("%Y%m%d%H%M%S")
     msh = message.segments[0] if message and message.segments else []
     sep = message.sep if message else Separators()
 
@@ -302,7 +315,7 @@ def ack(message: Message | None, code: str, text: str = "", error_code: str = ""
         return msh[index] if 0 < index < len(msh) else ""
 
     control = field(10)
-    event = message.get(msh, FieldPath("MSH", 9, 2)) if message else None
+    event = message.get(msh, MSH_EVENT) if message else None
     clean = text.replace("\r", " ").replace("\n", " ")
     for raw, escaped in ((sep.escape, "\\E\\"), (sep.field, "\\F\\"), (sep.component, "\\S\\"),
                          (sep.subcomponent, "\\T\\"), (sep.repetition, "\\R\\")):  # fmt: skip

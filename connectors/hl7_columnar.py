@@ -14,7 +14,7 @@ import polars as pl
 from connectors import hl7
 
 DEFAULT_MSH = "MSH|^~\\&"
-SEGMENT_ID = r"^[A-Z][A-Z0-9]{2}$"
+SEGMENT_FIELD = r"^[A-Z][A-Z0-9]{2}(?:\||$)"  # the segment id field: three upper-case letters/digits
 
 
 @dataclass
@@ -71,20 +71,17 @@ def _pick(frame: pl.DataFrame, paths: dict[str, hl7.FieldPath], keep: list[str])
 
 def _segments(texts: list[str]) -> pl.DataFrame:
     """Non-empty segments of each text (`file` = its index) with line numbers as `hl7.split_segments` counts them."""
-    lines: list[str] = []
-    files: list[int] = []
-    numbers: list[int] = []
-    for index, text in enumerate(texts):
-        part = [s for s in text.replace("\r\n", "\r").replace("\n", "\r").split("\r") if s.strip()]
-        lines += part
-        files += [index] * len(part)
-        numbers += range(1, len(part) + 1)
-    frame = pl.DataFrame({
-        "file": pl.Series(files, dtype=pl.Int64), "line": pl.Series(numbers, dtype=pl.Int64),
-        "seg": pl.Series(lines, dtype=pl.String),
-    })  # fmt: skip
-    frame = frame.with_columns(pl.col("seg").str.slice(0, 3).alias("seg_id"))
-    return frame.filter(~pl.col("seg_id").is_in(list(hl7.ENVELOPE)))
+    frame = pl.DataFrame({"text": pl.Series(texts, dtype=pl.String)}).with_row_index("file")
+    if any("\n" in text for text in texts):
+        frame = frame.with_columns(
+            pl.col("text").str.replace_all("\r\n", "\r", literal=True).str.replace_all("\n", "\r", literal=True)
+        )
+    frame = frame.select(pl.col("file").cast(pl.Int64), pl.col("text").str.split("\r").alias("seg")).explode("seg")
+    frame = frame.filter(pl.col("seg").str.strip_chars() != "").with_columns(
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("file").alias("line"),
+        pl.col("seg").str.slice(0, 3).alias("seg_id"),
+    )
+    return frame.select("file", "line", "seg", "seg_id").filter(~pl.col("seg_id").is_in(list(hl7.ENVELOPE)))
 
 
 def _groups(frame: pl.DataFrame, one_patient_per_message: bool) -> pl.DataFrame:
@@ -93,15 +90,13 @@ def _groups(frame: pl.DataFrame, one_patient_per_message: bool) -> pl.DataFrame:
     file_start = pl.col("file") != pl.col("file").shift(1, fill_value=-1)
     anchor = pl.col("seg_id").is_in(["MSH", "PID"]) | file_start
     frame = frame.with_columns(anchor.cast(pl.Int64).cum_sum().alias("_anchor"))
-    frame = frame.with_columns(is_result.any().over("_anchor").alias("_block_has_result"))
-    blocks = frame.group_by("_anchor").agg(pl.col("_block_has_result").first()).sort("_anchor")
-    blocks = blocks.with_columns(pl.col("_block_has_result").shift(1, fill_value=False).alias("_prev_has_result"))
-    frame = frame.join(blocks.select("_anchor", "_prev_has_result"), on="_anchor", how="left")
+    # the row before an anchor belongs to the previous block: its flag says whether that block had results
+    frame = frame.with_columns(is_result.any().over("_anchor").shift(1, fill_value=False).alias("_prev_has_result"))
     boundary = (pl.col("seg_id") == "MSH") | file_start
     if one_patient_per_message:
         boundary = boundary | ((pl.col("seg_id") == "PID") & pl.col("_prev_has_result"))
     frame = frame.with_columns(boundary.cast(pl.Int64).cum_sum().alias("group"))
-    return frame.drop("_anchor", "_block_has_result", "_prev_has_result")
+    return frame.drop("_anchor", "_prev_has_result")
 
 
 def extract_file(text: str, one_patient_per_message: bool = True) -> ColumnarResult:
@@ -122,7 +117,7 @@ def extract_files(texts: list[str], one_patient_per_message: bool = True) -> Col
         pl.col("line").first(),
         pl.col("seg_id").first().alias("first_id"),
         (pl.col("seg").str.join("\r") + "\r").alias("message_text"),
-        (~pl.col("fields").list.first().str.contains(SEGMENT_ID)).any().alias("_bad_id"),
+        (~pl.col("seg").str.contains(SEGMENT_FIELD)).any().alias("_bad_id"),
         (
             pl.when(pl.col("seg_id") == "MSH").then(pl.col("seg").str.slice(8)).otherwise(pl.col("seg"))
             .str.contains("\\", literal=True).any()

@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from connectors import hl7, hl7_columnar
-from connectors.drop import Parsed
+from connectors.drop import Parsed, ParsedGroup
 from connectors.ledger import QuarantineRecord
 from hutong.config import SourceConfig
 
@@ -76,20 +76,30 @@ class LisFiles:
         return folder.rglob("*.hl7")
 
     def parse(self, path: Path, rel: str, data: bytes, org_code: str) -> Parsed:
-        return self.parse_many([(path, rel, data)], org_code)[0]
+        try:
+            text = decode(data)[0]
+        except UnicodeDecodeError as exc:
+            return Parsed(rejected=("hl7_undecodable", f"neither UTF-8 nor GB18030: {exc}"))
+        return parse_texts([(text, rel)], org_code, self.one_patient_per_message)[0]
 
-    def parse_many(self, files: list[tuple[Path, str, bytes]], org_code: str) -> list[Parsed]:
-        """Parse a group of files in one columnar pass (files that do not decode are rejected on their own)."""
-        out: list[Parsed | None] = []
-        texts: list[tuple[str, str]] = []
-        for _, rel, data in files:
+    def parse_group(self, files: list[tuple[Path, str, bytes, str]]) -> ParsedGroup:
+        """Files of one or several institutions in one columnar pass (a file that does not decode is rejected)."""
+        texts: list[tuple[str, str, str]] = []
+        decoded: list[int] = []
+        refused: dict[int, Parsed] = {}
+        for index, (_, rel, data, org_code) in enumerate(files):
             try:
-                texts.append((decode(data)[0], rel))
-                out.append(None)
+                texts.append((decode(data)[0], rel, org_code))
+                decoded.append(index)
             except UnicodeDecodeError as exc:
-                out.append(Parsed(rejected=("hl7_undecodable", f"neither UTF-8 nor GB18030: {exc}")))
-        parsed = iter(parse_texts(texts, org_code, self.one_patient_per_message) if texts else [])
-        return [item if item is not None else next(parsed) for item in out]
+                refused[index] = Parsed(rejected=("hl7_undecodable", f"neither UTF-8 nor GB18030: {exc}"))
+        group = parse_group(texts, self.one_patient_per_message)
+        if not refused:
+            return group
+        parsed = iter(group.files)
+        positions = pl.Series("_file", decoded, dtype=pl.Int64)
+        tables = {t: f.with_columns(positions.gather(f.get_column("_file"))) for t, f in group.tables.items()}
+        return ParsedGroup([refused[i] if i in refused else next(parsed) for i in range(len(files))], tables)
 
 
 def parse_text(text: str, rel: str, org_code: str, one_patient_per_message: bool = True) -> Parsed:
@@ -98,53 +108,62 @@ def parse_text(text: str, rel: str, org_code: str, one_patient_per_message: bool
 
 
 def parse_texts(files: list[tuple[str, str]], org_code: str, one_patient_per_message: bool = True) -> list[Parsed]:
-    """Several files' (text, relative path) at once: the columnar path takes them all, in one go, and the messages
-    it is unsure of go through the per-message path."""
-    columnar = hl7_columnar.extract_files([text for text, _ in files], one_patient_per_message)
+    """Several files' (text, relative path) at once, each file's rows in frames of its own."""
+    group = parse_group([(text, rel, org_code) for text, rel in files], one_patient_per_message)
+    parts = {t: f.partition_by("_file", as_dict=True, include_key=False) for t, f in group.tables.items()}
+    for index, parsed in enumerate(group.files):
+        parsed.tables = {t: parts[t].get((index,), f.clear().drop("_file")) for t, f in group.tables.items()}
+        parsed.rows_out = None
+    return group.files
+
+
+def parse_group(files: list[tuple[str, str, str]], one_patient_per_message: bool = True) -> ParsedGroup:
+    """Files' (text, relative path, org code) at once: the columnar path takes them all in one go, the messages
+    it is unsure of go through the per-message path; rows of all files in one frame per table (`_file`)."""
+    columnar = hl7_columnar.extract_files([text for text, _, _ in files], one_patient_per_message)
     slow = [Parsed() for _ in files]
     for index, item_text, line in columnar.leftovers:
-        _parse_messages(item_text, files[index][1], org_code, one_patient_per_message, slow[index], line - 1)
-    fast = _columnar_frames(columnar, [rel for _, rel in files], org_code)
+        rel, org_code = files[index][1], files[index][2]
+        _parse_messages(item_text, rel, org_code, one_patient_per_message, slow[index], line - 1)
+    tables = _columnar_frames(columnar, [rel for _, rel, _ in files], [org for _, _, org in files])
     counts = dict(columnar.messages.group_by("file").len().iter_rows())
-    parts = {table: frame.partition_by("file", as_dict=True, include_key=False) for table, frame in fast.items()}
     out = []
-    for index in range(len(files)):
-        parsed = Parsed(rows_in=counts.get(index, 0) + slow[index].rows_in, quarantined=slow[index].quarantined)
-        for table, frame in fast.items():
-            mine = parts[table].get((index,), frame.clear().drop("file"))
-            other = slow[index].tables.get(table)
-            if other is not None and other.height:
-                mine = pl.concat([mine, other.select(mine.columns)])
-            parsed.tables[table] = mine
-        out.append(parsed)
-    return out
+    for index, extra in enumerate(slow):
+        landed = counts.get(index, 0) + (extra.tables[MESSAGE_TABLE].height if extra.tables else 0)
+        out.append(Parsed(rows_in=counts.get(index, 0) + extra.rows_in, quarantined=extra.quarantined,
+                          rows_out=landed))  # fmt: skip
+        for table, frame in extra.tables.items():
+            if frame.height:
+                tables[table] = pl.concat(
+                    [tables[table], frame.with_columns(pl.lit(index, dtype=pl.Int64).alias("_file"))
+                     .select(tables[table].columns)]
+                )  # fmt: skip
+    return ParsedGroup(out, tables)
 
 
-def _columnar_frames(result: hl7_columnar.ColumnarResult, rels: list[str], org_code: str) -> dict[str, pl.DataFrame]:
-    """Raw frames (with a `file` column) from the columnar extraction: lineage added, payload as text."""
+def _columnar_frames(result: hl7_columnar.ColumnarResult, rels: list[str], orgs: list[str]) -> dict[str, pl.DataFrame]:
+    """Raw frames (`_file` = index of the file) from the columnar extraction: lineage added, payload as text."""
     spec = hl7.field_spec()
-    paths = pl.DataFrame(
-        {"file": pl.Series(range(len(rels)), dtype=pl.Int64), "_rel": pl.Series(rels, dtype=pl.String)}
-    )
+    paths = pl.DataFrame({
+        "file": pl.Series(range(len(rels)), dtype=pl.Int64), "_rel": pl.Series(rels, dtype=pl.String),
+        "_org_code": pl.Series(orgs, dtype=pl.String),
+    })  # fmt: skip
     messages = result.messages.join(paths, on="file", how="left").with_columns(
         hl7_columnar.hl7_time("message_time").alias("_source_updated_at"),
         (pl.col("_rel") + "#" + pl.col("control_id")).alias("_origin"),
     )
-    keys = messages.select("group", "control_id", "_source_updated_at", "_origin")
-    lineage = [
-        pl.lit(org_code).alias("_org_code"),
-        pl.lit(SOURCE_SYSTEM).alias("_source_system"),
-        pl.lit(False).alias("_deleted"),
-    ]
+    keys = messages.select("group", "control_id", "_org_code", "_source_updated_at", "_origin")
+    lineage = [pl.lit(SOURCE_SYSTEM).alias("_source_system"), pl.lit(False).alias("_deleted")]
     message_frame = messages.with_columns(pl.col("control_id").alias("_source_key"), *lineage).select(
-        "file", *spec["message"], "message_text", *LINEAGE_COLUMNS
+        pl.col("file").alias("_file"), *spec["message"], "message_text", *LINEAGE_COLUMNS
     )
     orders = result.orders.join(keys, on="group", how="left").with_columns(
         pl.col("order_index").cast(pl.String),
         (pl.col("control_id") + ":" + pl.col("order_index").cast(pl.String)).alias("_source_key"),
         *lineage,
     )
-    order_frame = orders.select("file", "control_id", "order_index", *spec["order"], *LINEAGE_COLUMNS)
+    order_frame = orders.select(pl.col("file").alias("_file"), "control_id", "order_index", *spec["order"],
+                                *LINEAGE_COLUMNS)  # fmt: skip
     results = result.results.join(keys, on="group", how="left").with_columns(
         pl.col("order_index").cast(pl.String),
         pl.col("result_index").cast(pl.String),
@@ -153,7 +172,7 @@ def _columnar_frames(result: hl7_columnar.ColumnarResult, rels: list[str], org_c
         *lineage,
     )  # fmt: skip
     result_frame = results.select(
-        "file", "control_id", "order_index", "result_index", *spec["result"], *LINEAGE_COLUMNS
+        pl.col("file").alias("_file"), "control_id", "order_index", "result_index", *spec["result"], *LINEAGE_COLUMNS
     )
     return {MESSAGE_TABLE: message_frame, ORDER_TABLE: order_frame, RESULT_TABLE: result_frame}
 

@@ -52,15 +52,35 @@ class _Segment:
     fd: int
     opened: float
     messages: int = 0
+    day: str = ""  # YYYYMMDD the segment belongs to
+    size: int = 0  # bytes of messages written (the file beyond is preallocated, zero-filled space)
+    allocated: int = 0
+
+
+def _trim(path: Path) -> None:
+    """Cut a spool file back to its messages: the zero-filled preallocated tail goes (every message ends in CR)."""
+    data = path.read_bytes()
+    keep = len(data.rstrip(b"\0"))
+    if keep != len(data):
+        with path.open("r+b") as handle:
+            handle.truncate(keep)
+            os.fsync(handle.fileno())
 
 
 @dataclass
 class Spool:
-    """Durable per-institution, per-day spool segments inside each institution's LIS drop folder."""
+    """Durable per-institution, per-day spool segments inside each institution's LIS drop folder.
+
+    Segments are preallocated (`preallocate` bytes at a time) and written in place, so the fdatasync that must
+    precede each ACK flushes the message's data blocks only, not a changed file size as well (an appending write
+    costs a journal commit per fsync: ≈0.5 ms against ≈0.1 ms here). A closed segment is cut back to its
+    messages; a segment a crash left open is cut back on recovery (the tail is zeros, no message holds a NUL).
+    """
 
     folders: dict[str, Path]  # org_code -> LIS drop folder
     rotate_messages: int = 5000
     rotate_seconds: float = 5.0
+    preallocate: int = 8 << 20
     _open: dict[str, _Segment] = field(default_factory=dict)
     _seq: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -70,6 +90,7 @@ class Spool:
         closed = []
         for folder in self.folders.values():
             for part in (folder / "mllp").glob(f"*/*{PART}"):
+                _trim(part)
                 target = part.with_name(part.name.removesuffix(PART))
                 part.rename(target)
                 closed.append(target)
@@ -77,30 +98,42 @@ class Spool:
 
     def _segment(self, org_code: str, now: datetime) -> _Segment:
         current = self._open.get(org_code)
-        day_folder = self.folders[org_code] / "mllp" / f"{now:%Y%m%d}"
-        if current is not None and current.path.parent != day_folder:
+        day = f"{now:%Y%m%d}"
+        if current is not None and current.day != day:
             self._close(org_code)
             current = None
         if current is None:
+            day_folder = self.folders[org_code] / "mllp" / day
             day_folder.mkdir(parents=True, exist_ok=True)
             self._seq += 1
             path = day_folder / f"{now:%H%M%S}-{os.getpid()}-{self._seq:06d}.hl7{PART}"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            current = self._open[org_code] = _Segment(path, fd, time.monotonic())
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            current = self._open[org_code] = _Segment(path, fd, time.monotonic(), day=day)
+            _fsync_dir(day_folder)  # the new name itself survives a crash
         return current
 
     def append(self, org_code: str, messages: list[bytes], now: datetime | None = None) -> None:
         """Append messages and make them durable (fdatasync) before returning."""
+        data = b"".join(m if m.endswith(b"\r") else m + b"\r" for m in messages)
         with self._lock:
             segment = self._segment(org_code, now or datetime.now())
-            os.write(segment.fd, b"".join(m if m.endswith(b"\r") else m + b"\r" for m in messages))
+            if segment.size + len(data) > segment.allocated:
+                grow = max(self.preallocate, len(data))
+                os.posix_fallocate(segment.fd, segment.allocated, grow)
+                segment.allocated += grow
+            written = 0
+            while written < len(data):
+                written += os.pwrite(segment.fd, data[written:], segment.size + written)
             os.fdatasync(segment.fd)
+            segment.size += len(data)
             segment.messages += len(messages)
             if segment.messages >= self.rotate_messages:
                 self._close(org_code)
 
     def _close(self, org_code: str) -> None:
         segment = self._open.pop(org_code)
+        os.ftruncate(segment.fd, segment.size)
+        os.fsync(segment.fd)
         os.close(segment.fd)
         segment.path.rename(segment.path.with_name(segment.path.name.removesuffix(PART)))
 
@@ -111,6 +144,14 @@ class Spool:
             for org_code in due:
                 self._close(org_code)
             return len(due)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -146,7 +187,7 @@ class MllpListener:
         message = next((m for m in items if isinstance(m, hl7.Message)), None)
         if message is None:
             return Outcome("AR", None, "hl7_missing_msh", "no MSH segment: not an HL7 v2 message"), None
-        facility = message.get(message.segments[0], hl7.FieldPath("MSH", 4, 1)) or ""
+        facility = message.get(message.segments[0], hl7.MSH_FACILITY) or ""
         org_code = self.facilities.get(facility)
         if org_code is None:
             return Outcome("AR", None, "unknown_facility", f"MSH-4 sending facility {facility!r} is not an "

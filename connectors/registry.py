@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from datetime import date
 from pathlib import Path
 
-from connectors.drop import FileKind, SourceRun, ingest_folder, record_source_failure
+from connectors.drop import FileKind, FolderJob, SourceRun, ingest_folder, ingest_folders, record_source_failure
 from connectors.ledger import SourceError, now_local
 from hutong.config import SOURCE_KINDS, Institution, PlatformConfig, SourceConfig
 from warehouse import Warehouse, ensure_core
@@ -136,8 +136,39 @@ def ingest(
         raise SourceError(f"unknown source kind(s) {', '.join(unknown)}; known: {', '.join(SOURCE_KINDS)}")
     institutions = [config.institution(o) for o in orgs] if orgs else list(config.institutions)
     runs = []
+    for kind in wanted_kinds:
+        holders = [inst for inst in institutions if kind in inst.sources]
+        if kind in FILE_KIND_MODULES:
+            runs += _ingest_folders(wh, config, holders, kind, day=day, until=until, progress=progress)
+            continue
+        for inst in holders:
+            runs.append(ingest_source(wh, config, inst, kind, day=day, until=until, full=full, progress=progress))
+    return runs
+
+
+def _ingest_folders(
+    wh: Warehouse,
+    config: PlatformConfig,
+    institutions: list[Institution],
+    kind: str,
+    *,
+    day: date | None,
+    until: date | None,
+    progress: Progress | None,
+) -> list[SourceRun]:
+    """Every institution's drop folder of one kind in one stream (small folders share transactions, parsing the
+    next group overlaps landing this one); a folder that is missing fails its own source only."""
+    jobs, runs = [], []
     for inst in institutions:
-        for kind in wanted_kinds:
-            if kind in inst.sources:
-                runs.append(ingest_source(wh, config, inst, kind, day=day, until=until, full=full, progress=progress))
+        folder = inst.sources[kind].get("drop_dir")
+        try:
+            reader = file_kind(kind, inst.sources[kind]) if folder and Path(str(folder)).is_dir() else None
+        except SourceError:  # an unusable reader setting (e.g. a broken contract): recorded by ingest_source
+            reader = None
+        if reader is not None:
+            jobs.append(FolderJob(reader, inst.org_code, Path(str(folder))))
+        else:  # recorded as that source's failure
+            runs.append(ingest_source(wh, config, inst, kind, day=day, until=until, progress=progress))
+    if jobs:
+        runs += ingest_folders(wh, jobs, day=day, until=until, cutoff=config.cutoff, progress=progress)
     return runs

@@ -95,6 +95,51 @@ def test_columnar_path_equals_per_message_path(tmp_path):
     ]  # fmt: skip
 
 
+def test_group_parse_of_several_institutions_equals_per_message_path(tmp_path):
+    from connectors.lis import LisFiles
+
+    config = _county(tmp_path, f"duckdb:///{tmp_path}/w.duckdb")
+    files = []
+    for inst in config.institutions:
+        folder = config.data_dir / "sources" / inst.org_code / "lis"
+        files += [(p, p.relative_to(folder).as_posix(), p.read_bytes(), inst.org_code)
+                  for p in sorted(folder.rglob("*.hl7"))[:8]]  # fmt: skip
+    files.insert(3, (tmp_path / "bad.hl7", "bad.hl7", b"MSH|^~\\&|\xff\xfe\x80\x81\r", files[0][3]))
+    group = LisFiles().parse_group(files)
+    assert len(group.files) == len(files) and len({org for *_, org in files}) == len(SHORTS)
+    assert group.files[3].rejected is not None and group.files[3].rejected[0] == "hl7_undecodable"
+    for index, (_, rel, data, org) in enumerate(files):
+        if index == 3:
+            assert all(frame.filter(pl.col("_file") == index).height == 0 for frame in group.tables.values())
+            continue
+        slow = parse_text_per_message(data.decode("utf-8"), rel, org)
+        parsed = group.files[index]
+        assert (parsed.rows_in, parsed.rows_out) == (slow.rows_in, slow.tables["lis_message"].height), rel
+        assert [q.original for q in parsed.quarantined] == [q.original for q in slow.quarantined]
+        for table, frame in slow.tables.items():
+            mine = group.tables[table].filter(pl.col("_file") == index).drop("_file")
+            assert _rows(mine) == _rows(frame), (rel, table)
+
+
+def test_spool_keeps_exactly_the_messages_after_close_and_after_a_crash(tmp_path):
+    from connectors.mllp import Spool
+
+    messages = [b"MSH|^~\\&|LIS|ORG|H|H|20261008141800||ORU^R01|C%d|P|2.5\rPID|1||P1\r" % n for n in range(5)]
+    spool = Spool({"ORG": tmp_path}, preallocate=4096)
+    spool.append("ORG", messages[:2])
+    spool.append("ORG", [b"x" * 5000])  # larger than the preallocated space: grows
+    (part,) = tmp_path.rglob("*.part")
+    assert part.stat().st_size > 2 * len(messages[0]) + 5001  # preallocated, zero-filled tail
+    spool.rotate(force=True)
+    (closed,) = tmp_path.rglob("*.hl7")
+    assert closed.read_bytes() == messages[0] + messages[1] + b"x" * 5000 + b"\r"
+    crashed = Spool({"ORG": tmp_path}, preallocate=1 << 20)
+    crashed.append("ORG", messages[2:])  # acknowledged, then the process dies without closing the segment
+    recovered = Spool({"ORG": tmp_path}).recover()
+    assert len(recovered) == 1 and recovered[0].read_bytes() == b"".join(messages[2:])
+    assert not list(tmp_path.rglob("*.part"))
+
+
 def test_bad_messages_are_quarantined_and_the_rest_lands():
     good = "MSH|^~\\&|LIS|ORG|H|H|20261008141800||ORU^R01|C{n}|P|2.5\rPID|1||P{n}\rOBR|1|X\rOBX|1|NM|A^B||1.5\r"
     text = (
