@@ -3,6 +3,7 @@ and `marts/targets.yaml` (where: an outbox folder or an HTTP endpoint, with retr
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -61,7 +62,9 @@ class Source:
     org: str
     origin: str
     batch: str
-    watermark: tuple[tuple[str, str], ...]  # (table, key column): the record's newest ingest batch drives the watermark
+    # (label, table, key column): a record is new when one of its rows in a table sits in an ingest batch the feed
+    # has not covered yet for that table (feeds.covered_batch, keyed by the label)
+    watermark: tuple[tuple[str, str, str], ...]
     where: str = ""
     requires: tuple[str, ...] = ()  # tables that may not exist yet (a source kind an institution lacks): no records
 
@@ -82,6 +85,13 @@ def current_sql(text: str) -> str:
         ),
         text,
     )
+
+
+def watermark_label(table: str, key: str) -> str:
+    """A stable short name for one watermark table of a feed (as written in its YAML): the ledger of covered
+    batches is kept per table, so reordering the list changes nothing; editing an entry re-examines its batches
+    (the content-hash ledger still sends nothing twice)."""
+    return hashlib.sha256(f"{table}\n{key}".encode()).hexdigest()[:16]
 
 
 def for_org(feed: Feed, org: str) -> Feed:
@@ -131,7 +141,6 @@ class Feed:
     contract: str = ""
     max_records: int = 1000  # per package (0 = one package per institution and run)
     layout: str = "{feed}/{org}/{period}/{delivery_id}.{ext}"
-    watermark_lag_minutes: int = 60
     options: dict[str, Any] = field(default_factory=dict)  # format-specific settings (fhir version, cda templates)
     path: Path | None = None
 
@@ -167,7 +176,10 @@ def parse_feed(raw: dict[str, Any], where: str) -> Feed:
         org=str(src["org"]),
         origin=str(src.get("origin", "NULL")),
         batch=str(src.get("batch", "NULL")),
-        watermark=tuple((current_sql(str(w["table"])), str(w["key"])) for w in src.get("watermark") or []),
+        watermark=tuple(
+            (watermark_label(str(w["table"]), str(w["key"])), current_sql(str(w["table"])), str(w["key"]))
+            for w in src.get("watermark") or []
+        ),
         where=str(src.get("where", "")),
         requires=tuple(str(t) for t in src.get("requires") or ()),
     )
@@ -207,7 +219,6 @@ def parse_feed(raw: dict[str, Any], where: str) -> Feed:
         contract=str(raw.get("contract", "")),
         max_records=int(package.get("max_records", 1000)),
         layout=str(raw.get("layout", Feed.layout)),
-        watermark_lag_minutes=int(raw.get("watermark_lag_minutes", 60)),
         options=dict(raw.get("options") or {}),
     )
 
