@@ -23,7 +23,7 @@ import polars as pl
 
 from marts import ledger
 from marts.feed_config import Feed, Target, actor, for_org
-from marts.formats import BuildError, Format, Record, make_format
+from marts.formats import BuildError, Format, Record, build_each, make_format
 from marts.masking import apply_policy
 from marts.transport import Outcome, send
 from warehouse import Warehouse, ensure_core
@@ -270,6 +270,7 @@ class _Run:
         if self.result.candidates:
             self.stage(salt)
         for rows, components in self.pages() if self.result.candidates else ():
+            todo: list[tuple[Record, str]] = []
             for row in rows:
                 key, origin, batch = row.pop("_rk"), row.pop("_ro"), row.pop("_rb")
                 seen_hash, seen_op = row.pop("_sh"), row.pop("_so")
@@ -281,12 +282,12 @@ class _Run:
                     self.result.unchanged += 1
                     continue
                 record.op = "U" if seen_hash is not None and seen_op != "D" else "I"
-                try:
-                    item = self.fmt.build(record)
-                except BuildError as exc:
-                    self.failures.append((key, exc.code, exc.reason, origin))
+                todo.append((record, digest))
+            for (record, digest), item in zip(todo, build_each(self.fmt, [r for r, _ in todo]), strict=True):
+                if isinstance(item, BuildError):
+                    self.failures.append((record.key, item.code, item.reason, record.origin))
                     continue
-                pending.append((item, ledger.Item(key, digest, record.op, origin, batch)))
+                pending.append((item, ledger.Item(record.key, digest, record.op, record.origin, record.batch_id)))
                 if self.feed.max_records and len(pending) >= self.feed.max_records:
                     self.flush(pending)
                     pending = []
