@@ -126,7 +126,7 @@ class _Run:
             wh.execute(f"DROP TABLE IF EXISTS {name}")
         scope = [feed.name, self.target.name, self.org]
         batches = " UNION ALL ".join(f"SELECT DISTINCT '{label}' AS src, _batch_id AS bid FROM {t}"
-                                     for label, t, _ in src.watermark)  # fmt: skip
+                                     for label, t, _, _ in src.watermark)  # fmt: skip
         wh.execute(
             f"""CREATE TEMP TABLE feed_batches AS
             SELECT x.src, x.bid, max(b.finished_at) AS finished_at
@@ -139,14 +139,19 @@ class _Run:
         )
         self.new_batches = int(wh.scalar("SELECT count(*) FROM feed_batches") or 0)
         keys = " UNION ALL ".join(
-            f"SELECT {k} AS k FROM {t} WHERE _batch_id IN (SELECT bid FROM feed_batches WHERE src = '{label}')"
-            for label, t, k in src.watermark
+            f"SELECT '{label}' AS src, {k} AS k FROM {t} "
+            f"WHERE _batch_id IN (SELECT bid FROM feed_batches WHERE src = '{label}')"
+            for label, t, k, _ in src.watermark
         )
+        by_match: dict[str, list[str]] = {}
+        for label, _, _, match in src.watermark:
+            by_match.setdefault(match, []).append(f"'{label}'")
+        new = " OR ".join(f"{m} IN (SELECT k FROM fresh WHERE src IN ({', '.join(ls)}))" for m, ls in by_match.items())
         gates = "".join(f", {expr} AS g{i}" for i, expr in enumerate(feed.gate_datasets.values()))
         wh.execute(
             f"""CREATE TEMP TABLE feed_cand AS
             WITH fresh AS (
-                SELECT DISTINCT k FROM ({keys}) x
+                SELECT DISTINCT src, k FROM ({keys}) x
             ), reopened AS (
                 SELECT DISTINCT record_key AS k FROM feeds.exclusion
                 WHERE feed = ? AND target = ? AND org_code = ? AND resolved_at IS NULL
@@ -155,7 +160,7 @@ class _Run:
                    false AS excluded
             FROM {src.from_sql}
             WHERE {src.org} = ? AND ({src.where or "1 = 1"})
-              AND ({src.key} IN (SELECT k FROM fresh) OR {src.key} IN (SELECT k FROM reopened))""",
+              AND ({new} OR {src.key} IN (SELECT k FROM reopened))""",
             [*scope, self.org],
         )
         total, distinct = wh.query("SELECT count(*), count(DISTINCT record_key) FROM feed_cand")[0]
@@ -226,7 +231,8 @@ class _Run:
             wh.execute("CREATE INDEX ON feed_rows (_rk)")
             wh.execute("ANALYZE feed_rows")
         for i, comp in enumerate(feed.components):
-            order = f", {comp.order}" if comp.order else ""
+            # every column breaks ties: rows in the same order each run, so an unchanged record hashes the same
+            order = "".join(f", {x}" for x in (comp.order, *(c.sql for c in comp.columns)) if x)
             wh.execute(
                 f"CREATE TEMP TABLE feed_comp{i} AS "
                 f"SELECT {comp.parent} AS _parent, row_number() OVER (ORDER BY {comp.parent}{order}) AS _seq, "

@@ -62,9 +62,11 @@ class Source:
     org: str
     origin: str
     batch: str
-    # (label, table, key column): a record is new when one of its rows in a table sits in an ingest batch the feed
-    # has not covered yet for that table (feeds.covered_batch, keyed by the label)
-    watermark: tuple[tuple[str, str, str], ...]
+    # (label, table, key column, match): a record is new when a row of a watermark table in an ingest batch the
+    # feed has not covered yet (feeds.covered_batch, keyed by the label) has a key equal to the record's `match`
+    # expression — the record key unless the YAML names another column of the source (a patient's new version
+    # re-sends the encounters showing that patient: `match: e.patient_key`)
+    watermark: tuple[tuple[str, str, str, str], ...]
     where: str = ""
     requires: tuple[str, ...] = ()  # tables that may not exist yet (a source kind an institution lacks): no records
 
@@ -87,11 +89,11 @@ def current_sql(text: str) -> str:
     )
 
 
-def watermark_label(table: str, key: str) -> str:
+def watermark_label(table: str, key: str, match: str = "") -> str:
     """A stable short name for one watermark table of a feed (as written in its YAML): the ledger of covered
     batches is kept per table, so reordering the list changes nothing; editing an entry re-examines its batches
     (the content-hash ledger still sends nothing twice)."""
-    return hashlib.sha256(f"{table}\n{key}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{table}\n{key}{chr(10) + match if match else ''}".encode()).hexdigest()[:16]
 
 
 def for_org(feed: Feed, org: str) -> Feed:
@@ -177,7 +179,12 @@ def parse_feed(raw: dict[str, Any], where: str) -> Feed:
         origin=str(src.get("origin", "NULL")),
         batch=str(src.get("batch", "NULL")),
         watermark=tuple(
-            (watermark_label(str(w["table"]), str(w["key"])), current_sql(str(w["table"])), str(w["key"]))
+            (
+                watermark_label(str(w["table"]), str(w["key"]), str(w.get("match", ""))),
+                current_sql(str(w["table"])),
+                str(w["key"]),
+                str(w.get("match") or src["key"]),
+            )
             for w in src.get("watermark") or []
         ),
         where=str(src.get("where", "")),

@@ -152,11 +152,28 @@ def test_records_landing_after_a_run_are_sent_by_the_next_run_exactly_once(count
         _land(wh, org, "later-batch", earliest - timedelta(days=2), [later])
         fourth = run_feed(wh, f, target, org, PERIOD, county.data_dir)
         fifth = run_feed(wh, f, target, org, PERIOD, county.data_dir)
+        patient = template["patient_key"]  # a new version of the patient lands: its encounters show the new phone
+        wh.execute(
+            "INSERT INTO ops.ingest_batch (batch_id, org_code, source_kind, status, started_at, finished_at) "
+            "VALUES ('patient-batch', ?, 'his', 'succeeded', ?, ?)",
+            [org, earliest, earliest],
+        )
+        wh.execute(
+            "UPDATE cdr.cdr__patient SET phone = '13900001111', _batch_id = 'patient-batch' WHERE patient_key = ?",
+            [patient],
+        )
+        shown = {r[0] for r in wh.query(
+            "SELECT encounter_key FROM cdr.cdr__encounter WHERE patient_key = ? AND org_code = ? AND encounter_key IN "
+            "(SELECT record_key FROM feeds.delivery_item)", [patient, org])}  # fmt: skip
+        sixth = run_feed(wh, f, target, org, PERIOD, county.data_dir)
+        seventh = run_feed(wh, f, target, org, PERIOD, county.data_dir)
+        resent = {r[0] for r in wh.query(
+            "SELECT record_key FROM feeds.delivery_item WHERE delivery_id = ?", [sixth.packaged[0]])}  # fmt: skip
         files = [r[0] for r in wh.query("SELECT file_name FROM feeds.delivery ORDER BY created_at, delivery_id")]
         covered = wh.count("feeds.covered_batch", f"org_code = '{org}' AND batch_id IN ('late-batch', 'later-batch')")
     received = Counter(
         (json.loads(line)["encounter_key"], json.loads(line)["dept_name"])
-        for name in files
+        for name in files[:3]  # the packages before the patient's new version
         for line in Path(name).read_text(encoding="utf-8").splitlines()
     )
     assert first.sent == len(sent_keys) > 2 and again.sent == 0
@@ -165,7 +182,9 @@ def test_records_landing_after_a_run_are_sent_by_the_next_run_exactly_once(count
     assert received[(new_key, template["dept_name"])] == 1 and received[(sent_keys[1], "changed")] == 1
     assert third.candidates == held and third.sent == 0 and not third.packaged  # a re-run sends nothing
     assert fourth.sent == 1 and received[(f"{org}|later-visit", template["dept_name"])] == 1
-    assert fifth.sent == 0 and max(received.values()) == 1 and len(files) == 3 and covered == 2
+    assert fifth.sent == 0 and len(files) == 4 and covered == 2
+    assert len(shown) >= 3 and resent == shown and seventh.sent == 0  # re-sent once, each encounter of the patient
+    assert max(received.values()) == 1
 
 
 def test_unreachable_outbox_keeps_the_package_until_it_can_be_stored(county, tmp_path):
