@@ -16,7 +16,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import polars as pl
 
 from marts import ledger
 from marts.feed_config import Feed, Target, actor, for_org
-from marts.formats import BuildError, Format, Record, make_format
+from marts.formats import BuildError, Format, Record, build_each, make_format
 from marts.masking import apply_policy
 from marts.transport import Outcome, send
 from warehouse import Warehouse, ensure_core
@@ -114,36 +113,55 @@ class _Run:
         self.result = FeedRun(feed.name, target.name, org, period)
         self.base = fingerprint(feed)
         self.failures: list[tuple[str, str, str, str | None]] = []  # key, code, reason, origin
+        self.new_batches = 0  # ingest batches (per watermark table) this run examines for the first time
         self.staged = ["feed_seen", "feed_rows", *(f"feed_comp{i}" for i in range(len(feed.components)))]
 
     # -- selection ------------------------------------------------------------------------------
     def select(self) -> None:
+        """Candidates: records with a row in an ingest batch not yet covered for that watermark table, plus records
+        still held back by the gate. The new batches are kept (feed_batches) and recorded as covered at close, so
+        a batch is examined exactly once — whenever its rows land, with no time lag."""
         feed, src, wh = self.feed, self.feed.source, self.wh
-        mark = ledger.watermark(wh, feed.name, self.target.name, self.org)
-        since = mark - timedelta(minutes=feed.watermark_lag_minutes) if mark else None
-        union = " UNION ALL ".join(f"SELECT {k} AS k, _batch_id AS bid FROM {t}" for t, k in src.watermark)
-        gates = "".join(f", {expr} AS g{i}" for i, expr in enumerate(feed.gate_datasets.values()))
-        for name in ("feed_cand", "feed_excl"):
+        for name in ("feed_cand", "feed_excl", "feed_batches"):
             wh.execute(f"DROP TABLE IF EXISTS {name}")
-        params: list[Any] = [self.org, *([since] if since else []), feed.name, self.target.name, self.org, self.org]
+        scope = [feed.name, self.target.name, self.org]
+        batches = " UNION ALL ".join(f"SELECT DISTINCT '{label}' AS src, _batch_id AS bid FROM {t}"
+                                     for label, t, _, _ in src.watermark)  # fmt: skip
+        wh.execute(
+            f"""CREATE TEMP TABLE feed_batches AS
+            SELECT x.src, x.bid, max(b.finished_at) AS finished_at
+            FROM ({batches}) x JOIN ops.ingest_batch b ON b.batch_id = x.bid
+            WHERE b.org_code = ? AND b.finished_at IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM feeds.covered_batch c WHERE c.feed = ? AND c.target = ?
+                              AND c.org_code = ? AND c.source = x.src AND c.batch_id = x.bid)
+            GROUP BY x.src, x.bid""",
+            [self.org, *scope],
+        )
+        self.new_batches = int(wh.scalar("SELECT count(*) FROM feed_batches") or 0)
+        keys = " UNION ALL ".join(
+            f"SELECT '{label}' AS src, {k} AS k FROM {t} "
+            f"WHERE _batch_id IN (SELECT bid FROM feed_batches WHERE src = '{label}')"
+            for label, t, k, _ in src.watermark
+        )
+        by_match: dict[str, list[str]] = {}
+        for label, _, _, match in src.watermark:
+            by_match.setdefault(match, []).append(f"'{label}'")
+        new = " OR ".join(f"{m} IN (SELECT k FROM fresh WHERE src IN ({', '.join(ls)}))" for m, ls in by_match.items())
+        gates = "".join(f", {expr} AS g{i}" for i, expr in enumerate(feed.gate_datasets.values()))
         wh.execute(
             f"""CREATE TEMP TABLE feed_cand AS
             WITH fresh AS (
-                SELECT x.k, max(b.finished_at) AS wm
-                FROM ({union}) x JOIN ops.ingest_batch b ON b.batch_id = x.bid
-                WHERE b.org_code = ? {"AND b.finished_at > ?" if since else ""}
-                GROUP BY x.k
+                SELECT DISTINCT src, k FROM ({keys}) x
             ), reopened AS (
                 SELECT DISTINCT record_key AS k FROM feeds.exclusion
                 WHERE feed = ? AND target = ? AND org_code = ? AND resolved_at IS NULL
             )
-            SELECT {src.key} AS record_key, f.wm AS wm{gates}, {src.origin} AS _origin, {src.batch} AS _batch_id,
+            SELECT {src.key} AS record_key{gates}, {src.origin} AS _origin, {src.batch} AS _batch_id,
                    false AS excluded
             FROM {src.from_sql}
-            LEFT JOIN fresh f ON f.k = {src.key}
             WHERE {src.org} = ? AND ({src.where or "1 = 1"})
-              AND (f.k IS NOT NULL OR {src.key} IN (SELECT k FROM reopened))""",
-            params,
+              AND ({new} OR {src.key} IN (SELECT k FROM reopened))""",
+            [*scope, self.org],
         )
         total, distinct = wh.query("SELECT count(*), count(DISTINCT record_key) FROM feed_cand")[0]
         if total != distinct:
@@ -213,7 +231,8 @@ class _Run:
             wh.execute("CREATE INDEX ON feed_rows (_rk)")
             wh.execute("ANALYZE feed_rows")
         for i, comp in enumerate(feed.components):
-            order = f", {comp.order}" if comp.order else ""
+            # every column breaks ties: rows in the same order each run, so an unchanged record hashes the same
+            order = "".join(f", {x}" for x in (comp.order, *(c.sql for c in comp.columns)) if x)
             wh.execute(
                 f"CREATE TEMP TABLE feed_comp{i} AS "
                 f"SELECT {comp.parent} AS _parent, row_number() OVER (ORDER BY {comp.parent}{order}) AS _seq, "
@@ -257,6 +276,7 @@ class _Run:
         if self.result.candidates:
             self.stage(salt)
         for rows, components in self.pages() if self.result.candidates else ():
+            todo: list[tuple[Record, str]] = []
             for row in rows:
                 key, origin, batch = row.pop("_rk"), row.pop("_ro"), row.pop("_rb")
                 seen_hash, seen_op = row.pop("_sh"), row.pop("_so")
@@ -268,12 +288,12 @@ class _Run:
                     self.result.unchanged += 1
                     continue
                 record.op = "U" if seen_hash is not None and seen_op != "D" else "I"
-                try:
-                    item = self.fmt.build(record)
-                except BuildError as exc:
-                    self.failures.append((key, exc.code, exc.reason, origin))
+                todo.append((record, digest))
+            for (record, digest), item in zip(todo, build_each(self.fmt, [r for r, _ in todo]), strict=True):
+                if isinstance(item, BuildError):
+                    self.failures.append((record.key, item.code, item.reason, record.origin))
                     continue
-                pending.append((item, ledger.Item(key, digest, record.op, origin, batch)))
+                pending.append((item, ledger.Item(record.key, digest, record.op, record.origin, record.batch_id)))
                 if self.feed.max_records and len(pending) >= self.feed.max_records:
                     self.flush(pending)
                     pending = []
@@ -360,60 +380,63 @@ class _Run:
 
     # -- bookkeeping ----------------------------------------------------------------------------
     def close(self) -> None:
-        """Exclusion list, watermark: what the run saw, recorded in one transaction."""
-        wh, f, t, o = self.wh, self.feed.name, self.target.name, self.org
-        now = ledger.now_local()
-        if not self.result.candidates:  # nothing new: no exclusion to record or resolve, no watermark to move
+        """Covered batches and the exclusion list: what the run saw, recorded in one transaction."""
+        wh, now = self.wh, ledger.now_local()
+        try:
+            if self.new_batches or self.result.candidates:
+                with wh.transaction():
+                    ledger.cover_batches(wh, self.feed.name, self.target.name, self.org, self.period, now)
+                    if self.result.candidates:
+                        self.record_exclusions(now)
+        finally:
             self.drop_temp()
-            return
-        with wh.transaction():
-            if self.failures:
-                wh.load(
-                    "feed_excl",
-                    pl.DataFrame(
-                        [[k, c, r] for k, c, r, _ in self.failures],
-                        schema={"record_key": pl.String, "reason_code": pl.String, "reason": pl.String},
-                        orient="row",
-                    ),
-                )
-            scope = "e.feed = ? AND e.target = ? AND e.org_code = ?"
-            same = "x.record_key = e.record_key AND x.reason_code = e.reason_code"
-            wh.execute(
-                f"UPDATE feeds.exclusion AS e SET last_seen_at = ?, gate_run_id = ?, resolved_at = NULL, "
-                f"reason = (SELECT max(x.reason) FROM feed_excl x WHERE {same}) "
-                f"WHERE {scope} AND EXISTS (SELECT 1 FROM feed_excl x WHERE {same})",
-                [now, self.result.gate_run_id, f, t, o],
+
+    def record_exclusions(self, now: Any) -> None:
+        """List what the gate or a build check held back; resolve what passes now."""
+        wh, f, t, o = self.wh, self.feed.name, self.target.name, self.org
+        if self.failures:
+            wh.load(
+                "feed_excl",
+                pl.DataFrame(
+                    [[k, c, r] for k, c, r, _ in self.failures],
+                    schema={"record_key": pl.String, "reason_code": pl.String, "reason": pl.String},
+                    orient="row",
+                ),
             )
+        scope = "e.feed = ? AND e.target = ? AND e.org_code = ?"
+        same = "x.record_key = e.record_key AND x.reason_code = e.reason_code"
+        wh.execute(
+            f"UPDATE feeds.exclusion AS e SET last_seen_at = ?, gate_run_id = ?, resolved_at = NULL, "
+            f"reason = (SELECT max(x.reason) FROM feed_excl x WHERE {same}) "
+            f"WHERE {scope} AND EXISTS (SELECT 1 FROM feed_excl x WHERE {same})",
+            [now, self.result.gate_run_id, f, t, o],
+        )
+        wh.execute(
+            "INSERT INTO feeds.exclusion (feed, target, org_code, record_key, reason_code, reason, gate_run_id, "
+            "_origin, first_excluded_at, last_seen_at) "
+            "SELECT ?, ?, ?, x.record_key, x.reason_code, max(x.reason), ?, max(c._origin), ?, ? "
+            "FROM feed_excl x LEFT JOIN feed_cand c ON c.record_key = x.record_key "
+            f"WHERE NOT EXISTS (SELECT 1 FROM feeds.exclusion e WHERE {scope} AND {same}) "
+            "GROUP BY x.record_key, x.reason_code",
+            [f, t, o, self.result.gate_run_id, now, now, f, t, o],
+        )
+        wh.execute(
+            f"UPDATE feeds.exclusion AS e SET resolved_at = ? WHERE {scope} AND e.resolved_at IS NULL "
+            "AND e.record_key IN (SELECT record_key FROM feed_cand) "
+            f"AND NOT EXISTS (SELECT 1 FROM feed_excl x WHERE {same})",
+            [now, f, t, o],
+        )
+        self.result.excluded = int(wh.scalar("SELECT count(DISTINCT record_key) FROM feed_excl") or 0)
+        if self.result.packaged:
+            marks = ", ".join("?" * len(self.result.packaged))
             wh.execute(
-                "INSERT INTO feeds.exclusion (feed, target, org_code, record_key, reason_code, reason, gate_run_id, "
-                "_origin, first_excluded_at, last_seen_at) "
-                "SELECT ?, ?, ?, x.record_key, x.reason_code, max(x.reason), ?, max(c._origin), ?, ? "
-                "FROM feed_excl x LEFT JOIN feed_cand c ON c.record_key = x.record_key "
-                f"WHERE NOT EXISTS (SELECT 1 FROM feeds.exclusion e WHERE {scope} AND {same}) "
-                "GROUP BY x.record_key, x.reason_code",
-                [f, t, o, self.result.gate_run_id, now, now, f, t, o],
+                f"UPDATE feeds.delivery SET excluded_count = ? WHERE delivery_id IN ({marks})",
+                [self.result.excluded, *self.result.packaged],
             )
-            wh.execute(
-                f"UPDATE feeds.exclusion AS e SET resolved_at = ? WHERE {scope} AND e.resolved_at IS NULL "
-                "AND e.record_key IN (SELECT record_key FROM feed_cand) "
-                f"AND NOT EXISTS (SELECT 1 FROM feed_excl x WHERE {same})",
-                [now, f, t, o],
-            )
-            self.result.excluded = int(wh.scalar("SELECT count(DISTINCT record_key) FROM feed_excl") or 0)
-            if self.result.packaged:
-                marks = ", ".join("?" * len(self.result.packaged))
-                wh.execute(
-                    f"UPDATE feeds.delivery SET excluded_count = ? WHERE delivery_id IN ({marks})",
-                    [self.result.excluded, *self.result.packaged],
-                )
-            newest = wh.scalar("SELECT max(wm) FROM feed_cand")
-            if newest is not None:
-                ledger.set_watermark(wh, f, t, o, newest, self.period)
-        self.drop_temp()
 
     def drop_temp(self) -> None:
         """Drop the run's temp tables (selection, exclusions, staging)."""
-        for name in ("feed_cand", "feed_excl", *self.staged):
+        for name in ("feed_batches", "feed_cand", "feed_excl", *self.staged):
             self.wh.execute(f"DROP TABLE IF EXISTS {name}")
 
     def deliver(self, sleep: Callable[[float], None]) -> None:

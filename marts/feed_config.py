@@ -3,6 +3,7 @@ and `marts/targets.yaml` (where: an outbox folder or an HTTP endpoint, with retr
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -61,7 +62,11 @@ class Source:
     org: str
     origin: str
     batch: str
-    watermark: tuple[tuple[str, str], ...]  # (table, key column): the record's newest ingest batch drives the watermark
+    # (label, table, key column, match): a record is new when a row of a watermark table in an ingest batch the
+    # feed has not covered yet (feeds.covered_batch, keyed by the label) has a key equal to the record's `match`
+    # expression — the record key unless the YAML names another column of the source (a patient's new version
+    # re-sends the encounters showing that patient: `match: e.patient_key`)
+    watermark: tuple[tuple[str, str, str, str], ...]
     where: str = ""
     requires: tuple[str, ...] = ()  # tables that may not exist yet (a source kind an institution lacks): no records
 
@@ -82,6 +87,13 @@ def current_sql(text: str) -> str:
         ),
         text,
     )
+
+
+def watermark_label(table: str, key: str, match: str = "") -> str:
+    """A stable short name for one watermark table of a feed (as written in its YAML): the ledger of covered
+    batches is kept per table, so reordering the list changes nothing; editing an entry re-examines its batches
+    (the content-hash ledger still sends nothing twice)."""
+    return hashlib.sha256(f"{table}\n{key}{chr(10) + match if match else ''}".encode()).hexdigest()[:16]
 
 
 def for_org(feed: Feed, org: str) -> Feed:
@@ -131,7 +143,6 @@ class Feed:
     contract: str = ""
     max_records: int = 1000  # per package (0 = one package per institution and run)
     layout: str = "{feed}/{org}/{period}/{delivery_id}.{ext}"
-    watermark_lag_minutes: int = 60
     options: dict[str, Any] = field(default_factory=dict)  # format-specific settings (fhir version, cda templates)
     path: Path | None = None
 
@@ -167,7 +178,15 @@ def parse_feed(raw: dict[str, Any], where: str) -> Feed:
         org=str(src["org"]),
         origin=str(src.get("origin", "NULL")),
         batch=str(src.get("batch", "NULL")),
-        watermark=tuple((current_sql(str(w["table"])), str(w["key"])) for w in src.get("watermark") or []),
+        watermark=tuple(
+            (
+                watermark_label(str(w["table"]), str(w["key"]), str(w.get("match", ""))),
+                current_sql(str(w["table"])),
+                str(w["key"]),
+                str(w.get("match") or src["key"]),
+            )
+            for w in src.get("watermark") or []
+        ),
         where=str(src.get("where", "")),
         requires=tuple(str(t) for t in src.get("requires") or ()),
     )
@@ -207,7 +226,6 @@ def parse_feed(raw: dict[str, Any], where: str) -> Feed:
         contract=str(raw.get("contract", "")),
         max_records=int(package.get("max_records", 1000)),
         layout=str(raw.get("layout", Feed.layout)),
-        watermark_lag_minutes=int(raw.get("watermark_lag_minutes", 60)),
         options=dict(raw.get("options") or {}),
     )
 

@@ -1,5 +1,5 @@
-"""The delivery ledger in the `feeds` schema: watermarks, packaged deliveries and their items, attempts and
-receipts, the exclusion list and the export audit."""
+"""The delivery ledger in the `feeds` schema: the ingest batches each feed has covered (the newest as watermark),
+packaged deliveries and their items, attempts and receipts, the exclusion list and the export audit."""
 
 from __future__ import annotations
 
@@ -34,20 +34,27 @@ class Item:
     batch_id: str | None
 
 
-def watermark(wh: Warehouse, feed: str, target: str, org: str) -> datetime | None:
-    return wh.scalar(
-        "SELECT watermark FROM feeds.watermark WHERE feed = ? AND target = ? AND org_code = ?", [feed, target, org]
+def cover_batches(wh: Warehouse, feed: str, target: str, org: str, period: str, now: datetime) -> None:
+    """Record the run's new ingest batches (temp table feed_batches: src, bid, finished_at) as covered, so no later
+    run examines them again; feeds.watermark keeps the newest batch covered for operators (informational)."""
+    wh.execute(
+        "INSERT INTO feeds.covered_batch (feed, target, org_code, source, batch_id, finished_at, run_period, "
+        "covered_at) SELECT ?, ?, ?, src, bid, finished_at, ?, ? FROM feed_batches",
+        [feed, target, org, period, now],
     )
-
-
-def set_watermark(wh: Warehouse, feed: str, target: str, org: str, value: datetime, period: str) -> None:
-    with wh.transaction():
-        wh.execute("DELETE FROM feeds.watermark WHERE feed = ? AND target = ? AND org_code = ?", [feed, target, org])
-        wh.execute(
-            "INSERT INTO feeds.watermark (feed, target, org_code, watermark, run_period, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [feed, target, org, value, period, now_local()],
-        )
+    newest = wh.scalar("SELECT max(finished_at) FROM feed_batches")
+    if newest is None:
+        return
+    wh.execute(
+        "DELETE FROM feeds.watermark WHERE feed = ? AND target = ? AND org_code = ? AND watermark < ?",
+        [feed, target, org, newest],
+    )  # a late batch of an earlier time covered now keeps the later mark
+    wh.execute(
+        "INSERT INTO feeds.watermark (feed, target, org_code, watermark, run_period, updated_at) "
+        "SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS "
+        "(SELECT 1 FROM feeds.watermark WHERE feed = ? AND target = ? AND org_code = ?)",
+        [feed, target, org, newest, period, now, feed, target, org],
+    )
 
 
 def record_package(

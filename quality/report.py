@@ -227,6 +227,7 @@ def render_reports(wh: Warehouse, institutions: list[Institution], day: date, re
     )
     for p in peers:
         p["name"] = names[p["org_code"]].name if p["org_code"] in names else p["org_code"]
+    peers.sort(key=lambda p: (p["scheme"], p["rank"] or 0, p["name"]))  # tied ranks (1, 2, 2, 4) listed by name
     written: dict[str, Path] = {}
     page = env.get_template("institution.html")
     for inst in institutions:

@@ -3,6 +3,7 @@ type (quality/rules/schemes.yaml), rolled up to week / month / quarter / year, r
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
@@ -18,6 +19,7 @@ from warehouse import Warehouse
 SCHEMES_FILE = Path(__file__).with_name("rules") / "schemes.yaml"
 TOTAL = "_total"
 PERIODS = ("day", "week", "month", "quarter", "year")
+RANK_DECIMALS = 2  # scores equal to two decimals (as reports print them) are a tie
 
 
 @dataclass(frozen=True)
@@ -125,9 +127,12 @@ def score_results(results: list[dict[str, Any]], scheme: Scheme) -> tuple[list[d
 
 
 def _rank(rows: list[dict]) -> None:
-    totals = sorted((r for r in rows if r["dimension"] == TOTAL), key=lambda r: (-(r["score"] or 0), r["org_code"]))
-    for i, r in enumerate(totals, 1):
-        r["rank"], r["peers"] = i, len(totals)
+    """Standard competition ranking (1, 2, 2, 4) of the total scores among peers: institutions whose scores are
+    equal at the precision the reports show (RANK_DECIMALS) share a rank, and the next rank skips accordingly."""
+    totals = [r for r in rows if r["dimension"] == TOTAL]
+    keys = sorted(-round(r["score"] or 0, RANK_DECIMALS) for r in totals)
+    for r in totals:
+        r["rank"], r["peers"] = bisect_left(keys, -round(r["score"] or 0, RANK_DECIMALS)) + 1, len(totals)
 
 
 def score_day(wh: Warehouse, day: date, org_types: dict[str, str]) -> int:

@@ -41,6 +41,21 @@ class Format(Protocol):
     def package(self, items: list[Any]) -> bytes: ...
 
 
+def build_each(fmt: Format, records: list[Record]) -> list[Any]:
+    """Build a page of records: each item, or the BuildError that holds the record back (in order). Formats with
+    a `build_many` of their own (FHIR: validation in worker processes) do the page at once."""
+    many = getattr(fmt, "build_many", None)
+    if many is not None:
+        return many(records)
+    out: list[Any] = []
+    for record in records:
+        try:
+            out.append(fmt.build(record))
+        except BuildError as exc:
+            out.append(exc)
+    return out
+
+
 def plain(value: Any) -> Any:
     """A JSON/CSV-friendly scalar: timestamps as 'YYYY-MM-DD HH:MM:SS', dates ISO, decimals as float."""
     if isinstance(value, datetime):

@@ -13,6 +13,10 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
@@ -33,6 +37,8 @@ V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"
 CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 SHARED = ("Patient",)  # resources that repeat across bundles (validated once per distinct content)
 MAX_REMEMBERED = 100_000  # bounded memory
+VALIDATORS_ENV = "HUTONG_FHIR_VALIDATORS"  # validator processes (default: one per core; 0: validate in the run)
+CHUNK = 25  # bundles per validation task
 CHILD_TYPES = ("Condition", "Procedure", "Observation", "DiagnosticReport", "ImagingStudy", "MedicationRequest")
 
 
@@ -128,6 +134,66 @@ def validate_bundle(bundle: dict[str, Any], valid: set[str] | None = None) -> No
             if len(valid) >= MAX_REMEMBERED:
                 valid.clear()
             valid.add(text)
+
+
+def check(bundle: dict[str, Any], valid: set[str] | None = None) -> str | None:
+    """None when the bundle validates (validate_bundle), else the reason it does not (its first three errors)."""
+    try:
+        validate_bundle(bundle, valid)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]]
+        return "FHIR R4B validation: " + "; ".join(lines)
+    return None
+
+
+_WORKER_VALID: set[str] = set()  # shared resources a validator process has validated (validate_bundle)
+
+
+def check_texts(texts: list[str]) -> list[str | None]:
+    """In a validator process: check bundles sent as their JSON text (exactly the bytes that go out)."""
+    return [check(json.loads(text), _WORKER_VALID) for text in texts]
+
+
+def validator_count() -> int:
+    value = os.environ.get(VALIDATORS_ENV, "")
+    return int(value) if value.strip() else (os.cpu_count() or 1)
+
+
+_pool: ProcessPoolExecutor | None = None
+
+
+def validators() -> ProcessPoolExecutor | None:
+    """The validator processes, started once per process and kept for later runs (None: validate inline)."""
+    global _pool
+    if _pool is None and validator_count() > 0:
+        _pool = ProcessPoolExecutor(validator_count(), mp_context=multiprocessing.get_context("spawn"))
+    return _pool
+
+
+def validator_cpu_seconds() -> float:
+    """CPU seconds (user + system) the live validator processes have used (benchmarks add it to their own)."""
+    import psutil
+
+    total = 0.0
+    for pid in list(getattr(_pool, "_processes", None) or {}):
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _drop_pool() -> None:
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=False, cancel_futures=True)
+    _pool = None
+
+
+def bundle_text(bundle: dict[str, Any]) -> str:
+    """A bundle as sent: compact JSON, UTF-8 characters as they are."""
+    return json.dumps(bundle, ensure_ascii=False, separators=(",", ":"))
 
 
 class FhirFormat:
@@ -324,6 +390,39 @@ class FhirFormat:
 
     # -- bundle -------------------------------------------------------------------------------------
     def build(self, record: Record) -> dict[str, Any]:
+        """One validated bundle (the dict); raises BuildError when it does not validate."""
+        bundle = self.assemble(record)
+        reason = check(bundle, self.valid)
+        if reason:
+            raise BuildError("fhir_invalid", reason)
+        return bundle
+
+    def build_many(self, records: list[Record]) -> list[str | BuildError]:
+        """A page of bundles as their JSON text (what `package` writes), or the BuildError of each that does not
+        validate. Validation — most of the cost — runs in the validator processes, chunk by chunk while the
+        rest of the page is still being assembled here; inline when there are none or the page is small."""
+        pool = validators() if len(records) > CHUNK else None
+        texts: list[str] = []
+        futures: list[Future] = []
+        reasons: list[str | None] | None = None
+        try:
+            for record in records:
+                texts.append(bundle_text(self.assemble(record)))
+                if pool is not None and len(texts) % CHUNK == 0:
+                    futures.append(pool.submit(check_texts, texts[-CHUNK:]))
+            if pool is not None:
+                if len(texts) % CHUNK:
+                    futures.append(pool.submit(check_texts, texts[-(len(texts) % CHUNK) :]))
+                reasons = [r for f in futures for r in f.result()]
+        except BrokenProcessPool:  # a validator died (killed, out of memory, no __main__ guard): validate here
+            _drop_pool()
+            texts = [bundle_text(self.assemble(r)) for r in records]
+        if reasons is None:
+            reasons = [check(json.loads(t), self.valid) for t in texts]
+        return [t if r is None else BuildError("fhir_invalid", r) for t, r in zip(texts, reasons, strict=True)]
+
+    def assemble(self, record: Record) -> dict[str, Any]:
+        """The transaction bundle of one record (not validated yet)."""
         eid = fhir_id("Encounter", record.key)
         if record.op == "D":
             entries = [
@@ -379,15 +478,11 @@ class FhirFormat:
             "type": "transaction",
             "entry": entries,
         }
-        bundle = {k: v for k, v in bundle.items() if v not in EMPTY}
-        try:
-            validate_bundle(bundle, self.valid)
-        except ValidationError as exc:
-            lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]]
-            raise BuildError("fhir_invalid", "FHIR R4B validation: " + "; ".join(lines)) from exc
-        return bundle
+        return {k: v for k, v in bundle.items() if v not in EMPTY}
 
-    def package(self, items: list[dict[str, Any]]) -> bytes:
+    def package(self, items: list[str | dict[str, Any]]) -> bytes:
+        """Bundles (JSON text from build_many, or dicts from build) as one JSON document or NDJSON lines."""
+        texts = [i if isinstance(i, str) else bundle_text(i) for i in items]
         if self.feed.max_records == 1:
-            return json.dumps(items[0], ensure_ascii=False, separators=(",", ":")).encode()
-        return b"".join(json.dumps(b, ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for b in items)
+            return texts[0].encode()
+        return "".join(t + "\n" for t in texts).encode()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 from marts.delivery import run_feed
@@ -111,6 +112,79 @@ def test_deleted_records_are_sent_as_deletions_once(county):
     lines = [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines()]
     assert second.deleted == 1 and lines == [{**dict.fromkeys(lines[0]), "encounter_key": gone, "_op": "D"}]
     assert third.sent == 0 and third.deleted == 0
+
+
+def _land(wh: Warehouse, org: str, batch_id: str, finished_at, rows: list[dict]) -> None:
+    """Rows of a new ingest batch become visible in cdr.cdr__encounter (a batch that finished long ago but whose
+    rows reach the CDR only now, e.g. a dbt build delayed past the feed run, is the case a time lag missed)."""
+    wh.execute(
+        "INSERT INTO ops.ingest_batch (batch_id, org_code, source_kind, status, started_at, finished_at) "
+        "VALUES (?, ?, 'his', 'succeeded', ?, ?)",
+        [batch_id, org, finished_at, finished_at],
+    )
+    for row in rows:
+        row = {**row, "_batch_id": batch_id}
+        wh.execute(
+            f"INSERT INTO cdr.cdr__encounter ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            list(row.values()),
+        )
+
+
+def test_records_landing_after_a_run_are_sent_by_the_next_run_exactly_once(county):
+    f = _jsonl_feed(max_records=0)
+    target = Target("box", str(county.data_dir / "box"), retry=Retry(attempts=1))
+    org = county.orgs[0]
+    with Warehouse(county.url) as wh:
+        first = run_feed(wh, f, target, org, PERIOD, county.data_dir)
+        sent_keys = [r[0] for r in wh.query(
+            "SELECT record_key FROM feeds.delivery_item WHERE org_code = ? ORDER BY record_key", [org])]  # fmt: skip
+        again = run_feed(wh, f, target, org, PERIOD, county.data_dir)
+        earliest = wh.scalar("SELECT min(finished_at) FROM ops.ingest_batch WHERE org_code = ?", [org])
+        template = wh.query_dicts("SELECT * FROM cdr.cdr__encounter WHERE encounter_key = ?", [sent_keys[0]])[0]
+        changed = wh.query_dicts("SELECT * FROM cdr.cdr__encounter WHERE encounter_key = ?", [sent_keys[1]])[0]
+        wh.execute("DELETE FROM cdr.cdr__encounter WHERE encounter_key = ?", [sent_keys[1]])  # replaced by its update
+        new_key = f"{org}|late-visit"
+        late = {**template, "encounter_key": new_key, "_source_key": "late-visit", "local_encounter_id": "late-visit"}
+        _land(wh, org, "late-batch", earliest - timedelta(days=1), [late, {**changed, "dept_name": "changed"}])
+        second = run_feed(wh, f, target, org, PERIOD, county.data_dir)
+        third = run_feed(wh, f, target, org, PERIOD, county.data_dir)
+        later = {**template, "encounter_key": f"{org}|later-visit", "_source_key": "later-visit"}
+        _land(wh, org, "later-batch", earliest - timedelta(days=2), [later])
+        fourth = run_feed(wh, f, target, org, PERIOD, county.data_dir)
+        fifth = run_feed(wh, f, target, org, PERIOD, county.data_dir)
+        patient = template["patient_key"]  # a new version of the patient lands: its encounters show the new phone
+        wh.execute(
+            "INSERT INTO ops.ingest_batch (batch_id, org_code, source_kind, status, started_at, finished_at) "
+            "VALUES ('patient-batch', ?, 'his', 'succeeded', ?, ?)",
+            [org, earliest, earliest],
+        )
+        wh.execute(
+            "UPDATE cdr.cdr__patient SET phone = '13900001111', _batch_id = 'patient-batch' WHERE patient_key = ?",
+            [patient],
+        )
+        shown = {r[0] for r in wh.query(
+            "SELECT encounter_key FROM cdr.cdr__encounter WHERE patient_key = ? AND org_code = ? AND encounter_key IN "
+            "(SELECT record_key FROM feeds.delivery_item)", [patient, org])}  # fmt: skip
+        sixth = run_feed(wh, f, target, org, PERIOD, county.data_dir)
+        seventh = run_feed(wh, f, target, org, PERIOD, county.data_dir)
+        resent = {r[0] for r in wh.query(
+            "SELECT record_key FROM feeds.delivery_item WHERE delivery_id = ?", [sixth.packaged[0]])}  # fmt: skip
+        files = [r[0] for r in wh.query("SELECT file_name FROM feeds.delivery ORDER BY created_at, delivery_id")]
+        covered = wh.count("feeds.covered_batch", f"org_code = '{org}' AND batch_id IN ('late-batch', 'later-batch')")
+    received = Counter(
+        (json.loads(line)["encounter_key"], json.loads(line)["dept_name"])
+        for name in files[:3]  # the packages before the patient's new version
+        for line in Path(name).read_text(encoding="utf-8").splitlines()
+    )
+    assert first.sent == len(sent_keys) > 2 and again.sent == 0
+    held = first.excluded  # held back by the gate: re-examined each run, never sent
+    assert again.candidates == held and second.candidates == held + 2 and second.sent == 2 and not second.deleted
+    assert received[(new_key, template["dept_name"])] == 1 and received[(sent_keys[1], "changed")] == 1
+    assert third.candidates == held and third.sent == 0 and not third.packaged  # a re-run sends nothing
+    assert fourth.sent == 1 and received[(f"{org}|later-visit", template["dept_name"])] == 1
+    assert fifth.sent == 0 and len(files) == 4 and covered == 2
+    assert len(shown) >= 3 and resent == shown and seventh.sent == 0  # re-sent once, each encounter of the patient
+    assert max(received.values()) == 1
 
 
 def test_unreachable_outbox_keeps_the_package_until_it_can_be_stored(county, tmp_path):

@@ -14,7 +14,14 @@ from fhir.resources.R4B.bundle import Bundle
 from marts.delivery import run_feed
 from marts.feed_config import Retry, Target, feed
 from marts.formats import BuildError, Record
-from marts.formats.fhir import FhirFormat
+from marts.formats.fhir import (
+    CHUNK,
+    VALIDATORS_ENV,
+    FhirFormat,
+    bundle_text,
+    validator_cpu_seconds,
+    validators,
+)
 from warehouse import Warehouse
 
 PERIOD = "2026-11-01"
@@ -70,3 +77,28 @@ def test_each_resource_of_a_bundle_is_validated():
         fmt.build(Record("K2", "ORG", row, {"observations": [{"id": "O2", "effective_time": "Oct 1st"}]}))
     with pytest.raises(BuildError, match="birthDate"):
         fmt.build(Record("K3", "ORG", {**row, "birth_date": "01/01/1970"}, {}))
+
+
+def test_a_page_is_validated_in_the_validator_processes_like_one_by_one(monkeypatch):
+    """build_many sends a page's bundles (as the JSON text that goes out) to the validator processes: the same
+    bundles and the same reasons as validating each in the run, with the bad records held back in place."""
+    monkeypatch.setenv(VALIDATORS_ENV, "2")
+    fmt, inline = FhirFormat(feed("fhir_encounter")), FhirFormat(feed("fhir_encounter"))
+    row = {"patient_key": "P1", "empi_id": "E1", "sex_code": "1", "birth_date": "1970-01-01"}
+    records = []
+    for i in range(3 * CHUNK + 7):  # several chunks and a short last one
+        when = "Oct 1st" if i % 31 == 5 else "2026-10-01 08:00:00"  # not a FHIR dateTime: held back
+        obs = [{"id": f"O{i}", "display": "Hb", "value_num": i, "effective_time": when}]
+        records.append(Record(f"K{i}", "ORG", {**row, "patient_key": f"P{i % 4}"}, {"observations": obs}))
+    built = fmt.build_many(records)
+    assert validators() is not None and validator_cpu_seconds() > 0  # the page went to the validator processes
+    bad = [i for i, item in enumerate(built) if isinstance(item, BuildError)]
+    assert bad == [i for i in range(len(records)) if i % 31 == 5]
+    for record, item in zip(records, built, strict=True):
+        try:
+            expected = bundle_text(inline.build(record))
+        except BuildError as exc:
+            assert item.code == exc.code == "fhir_invalid" and item.reason == exc.reason
+            continue
+        assert item == expected
+    assert fmt.package(built[:2]) == (built[0] + "\n" + built[1] + "\n").encode()
