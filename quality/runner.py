@@ -12,7 +12,7 @@ import polars as pl
 from quality.catalog import Rule, datasets_of, load_catalog
 from quality.check_types import failure_sql
 from quality.current import current_table, sync_current
-from quality.relation import columns_of, org_filter, relation_sql, table_columns
+from quality.relation import base_sql, columns_of, org_filter, relation_sql, table_columns
 from warehouse import Warehouse, ensure_core
 
 TEMP = "q_relation"
@@ -61,14 +61,21 @@ def _evaluate_dataset(
     current: str = "",
 ) -> dict[tuple[str, str], tuple[int, int]]:
     """One scan of the data set's relation gives every rule's evaluated/failed per institution; when recording,
-    the flags are materialised once (narrow: lineage + one boolean per rule) and every failing record of every rule
-    is written with one INSERT … SELECT. `current`: the raw data set's current-version table (default: from raw)."""
+    the flags of the records failing some rule are materialised (narrow: lineage + one boolean per rule; the records
+    evaluated are counted over the base rows, without the rules' columns) and every failing record of every rule is
+    written with one INSERT … SELECT. `current`: the raw data set's current-version table (default: from raw)."""
     ds = rules[0].dataset
     flags = _flags_sql(rules, columns, wh.dialect, org_codes, current)
     if record:
         wh.execute(f"DROP TABLE IF EXISTS {TEMP}")
-        wh.execute(f"CREATE TEMP TABLE {TEMP} AS {flags}")
-        rows = wh.query(_counts_sql(rules, TEMP))
+        any_failed = " OR ".join(f"_f{i}" for i in range(len(rules)))
+        wh.execute(f"CREATE TEMP TABLE {TEMP} AS SELECT * FROM ({flags}) f WHERE {any_failed}")
+        failed = {row[0]: row[2:] for row in wh.query(_counts_sql(rules, TEMP))}
+        base = base_sql(ds, columns, org_filter(ds, org_codes), current)
+        rows = [
+            (org, n, *failed.get(org, [0] * len(rules)))
+            for org, n in wh.query(f"SELECT CAST({ds.org_column} AS VARCHAR), count(*) FROM ({base}) b GROUP BY 1")
+        ]
     else:
         rows = wh.query(_counts_sql(rules, f"({flags}) f"))
     counts: dict[tuple[str, str], tuple[int, int]] = {}
