@@ -173,14 +173,14 @@ def main(url: str, copies: int = 1, ge_max_rows: int | None = None, share: float
         first = _results(wh)
         first_problems = _problems(wh)
         wh.execute("CHECKPOINT")
-        print(f"first run        {_load()}")
+        print(f"first run        {first_s:8.2f} s  ({first_cpu:.2f} s CPU)  {_load()}", flush=True)
         added = increment(wh, share, datetime(2026, 11, 2, 1))
         wh.execute("CHECKPOINT")
         timings: dict[str, float] = {}
         t0, c0 = time.perf_counter(), _cpu()
         run_rules(wh, orgs, DAY, timings=timings)
         sql_s, sql_cpu = time.perf_counter() - t0, _cpu() - c0
-        print(f"rules run        {_load()}")
+        print(f"rules run        {sql_s:8.2f} s  ({sql_cpu:.2f} s CPU)  {_load()}", flush=True)
         t0, c0 = time.perf_counter(), _cpu()
         scored = score_day(wh, DAY, types)
         score_s, score_cpu = time.perf_counter() - t0, _cpu() - c0
@@ -196,6 +196,13 @@ def main(url: str, copies: int = 1, ge_max_rows: int | None = None, share: float
         for name, group in datasets_of(rules).items():
             ds = group[0].dataset
             if not any(r.id in ours for r in group):  # not evaluated (no table or no rows): no finding either side
+                continue
+            merge = timings.get(f"{name}.current", 0.0)
+            evaluated_rows = max(ours.get(r.id, (0, 0))[0] for r in group)
+            if ge_max_rows is not None and evaluated_rows > ge_max_rows:  # neither built nor fetched
+                skipped.append(f"{name} ({evaluated_rows:,} rows)")
+                print(f"{name:26s} {evaluated_rows:>11,} {len(group):>5} {timings[name]:>7.2f} {merge:>7.2f} "
+                      f"{'skipped':>7s}", flush=True)  # fmt: skip
                 continue
             current = current_table(ds) if ds.kind == "raw" else ""
             sql, compiled = relation_sql(ds, group, table_columns(wh, ds.table), wh.dialect, current=current)
@@ -214,13 +221,6 @@ def main(url: str, copies: int = 1, ge_max_rows: int | None = None, share: float
             for r, failed in zip(group, counted[1:], strict=True):
                 if (int(counted[0]), int(failed)) != ours.get(r.id):
                     mismatches.append(f"{r.id}: SQL over the relation {counted[0]}/{failed} vs run {ours.get(r.id)}")
-            count = int(counted[0])
-            merge = timings.get(f"{name}.current", 0.0)
-            if ge_max_rows is not None and count > ge_max_rows:
-                skipped.append(f"{name} ({count:,} rows)")
-                print(f"{name:26s} {count:>11,} {len(group):>5} {timings[name]:>7.2f} {merge:>7.2f} {build:>7.2f} "
-                      f"{'skipped':>7s}")  # fmt: skip
-                continue
             t0, c0 = time.perf_counter(), _cpu()
             frame = wh.query_df(f"SELECT * FROM {REL}").to_pandas()
             fetched, c_fetch = time.perf_counter() - t0, _cpu() - c0

@@ -121,28 +121,32 @@ def run_rules(
     run_id = run_id_for(day)
     checked_at = datetime.now().replace(microsecond=0)
     outcomes: list[RuleOutcome] = []
+    groups = datasets_of(rules)
+    columns = columns_of(wh, [g[0].dataset.table for g in groups.values()])
+    merged: dict[str, float] = {}
+    for group in groups.values():  # each data set's merge commits on its own: the rules' transaction stays small
+        ds = group[0].dataset
+        started = time.perf_counter()
+        if ds.kind == "raw" and ds.table in columns and wh.query(f"SELECT 1 FROM {ds.table} LIMIT 1"):
+            with wh.transaction():
+                sync_current(wh, ds, columns[ds.table])
+            merged[ds.name] = time.perf_counter() - started
     with wh.transaction():
         marks = ", ".join("?" for _ in org_codes) or "NULL"
         for table in ("quality.check_result", "quality.problem_record"):  # only these institutions' results
             wh.execute(f"DELETE FROM {table} WHERE run_id = ? AND org_code IN ({marks})", [run_id, *org_codes])
-        groups = datasets_of(rules)
-        columns = columns_of(wh, [g[0].dataset.table for g in groups.values()])
         for group in groups.values():
             ds = group[0].dataset
             table = ds.table
             started = time.perf_counter()
             present = table in columns and bool(wh.query(f"SELECT 1 FROM {table} LIMIT 1"))
-            current = ""
-            if present and ds.kind == "raw":
-                sync_current(wh, ds, columns[table])
-                current = current_table(ds)
-            synced = time.perf_counter()
+            current = current_table(ds) if ds.name in merged else ""
             counts = (
                 _evaluate_dataset(wh, group, columns[table], run_id, day, org_codes, current=current) if present else {}
             )
             if timings is not None:
-                timings[ds.name] = time.perf_counter() - started
-                timings[f"{ds.name}.current"] = synced - started
+                timings[ds.name] = time.perf_counter() - started + merged.get(ds.name, 0.0)
+                timings[f"{ds.name}.current"] = merged.get(ds.name, 0.0)
             status = "evaluated" if present else "not_evaluated"
             for rule in group:
                 for org in org_codes:
