@@ -30,11 +30,20 @@ def columns_of(wh: Warehouse, tables: list[str]) -> dict[str, list[tuple[str, st
     return out
 
 
+def version_order(alias: str) -> str:
+    """Newest version first: last landed (ingest time, batch), then — for versions landed together — the order the
+    raw append numbers them in (source update time, NULL first; origin), then the content hash (a total order)."""
+    return (
+        f"{alias}._ingested_at DESC, {alias}._batch_id DESC, {alias}._source_updated_at DESC NULLS LAST, "
+        f"{alias}._origin DESC, {alias}._record_hash DESC"
+    )
+
+
 def latest_sql(ds: Dataset, org_filter: str = "") -> str:
     """The latest version per (institution, source key) of a raw table — what `row_number() OVER (PARTITION BY
-    institution, key ORDER BY _ingested_at DESC, _batch_id DESC) = 1` keeps — with the window only over the keys
-    that have more than one version (most have one: those pass through a hash join, no sort). Source keys are never
-    NULL in raw (lineage)."""
+    institution, key ORDER BY version_order) = 1` keeps — with the window only over the keys that have more than
+    one version (most have one: those pass through a hash join, no sort). Source keys are never NULL in raw
+    (lineage)."""
     org, key, table = ds.org_column, ds.key, ds.table
     where, also = (f" WHERE {org_filter}", f" AND {org_filter}") if org_filter else ("", "")
     multi = (
@@ -44,14 +53,15 @@ def latest_sql(ds: Dataset, org_filter: str = "") -> str:
     return (
         f"SELECT t.*, 1 AS _q_rn FROM {table} t LEFT JOIN {multi} WHERE m._q_o IS NULL{also} "
         f"UNION ALL SELECT * FROM (SELECT t.*, row_number() OVER (PARTITION BY t.{org}, t.{key} ORDER BY "
-        f"t._ingested_at DESC, t._batch_id DESC) AS _q_rn FROM {table} t JOIN {multi}) w WHERE _q_rn = 1"
+        f"{version_order('t')}) AS _q_rn FROM {table} t JOIN {multi}) w WHERE _q_rn = 1"
     )
 
 
-def base_sql(ds: Dataset, columns: list[tuple[str, str]], org_filter: str = "") -> str:
-    """Current rows of the data set: for raw, the latest version per (institution, source key), deletions dropped.
-    `org_filter` (SQL over the table's own columns) keeps some institutions; it applies before the latest version is
-    chosen, which is per institution anyway."""
+def base_sql(ds: Dataset, columns: list[tuple[str, str]], org_filter: str = "", current: str = "") -> str:
+    """Current rows of the data set: for raw, the latest version per (institution, source key), deletions dropped —
+    read from `current` (the data set's current-version table, quality/current.py) when given, else derived from
+    raw. `org_filter` (SQL over the table's own columns) keeps some institutions; it applies before the latest
+    version is chosen, which is per institution anyway."""
     wanted = set(ds.columns) | {ds.key, ds.org_column, ds.origin, ds.batch} if ds.columns else None
     select = []
     for name, dtype in columns:
@@ -62,7 +72,8 @@ def base_sql(ds: Dataset, columns: list[tuple[str, str]], org_filter: str = "") 
     where = f" AND ({ds.where})" if ds.where else ""
     orgs = f" WHERE {org_filter}" if org_filter else ""
     if ds.kind == "raw":
-        return f"SELECT {', '.join(select)} FROM ({latest_sql(ds, org_filter)}) v WHERE _op <> 'D'{where}"
+        versions = f"SELECT * FROM {current} t{orgs}" if current else latest_sql(ds, org_filter)
+        return f"SELECT {', '.join(select)} FROM ({versions}) v WHERE _op <> 'D'{where}"
     return f"SELECT {', '.join(select)} FROM (SELECT * FROM {ds.table} t{orgs}) t WHERE 1 = 1{where}"
 
 
@@ -72,15 +83,15 @@ def org_filter(ds: Dataset, org_codes: list[str]) -> str:
 
 
 def relation_sql(
-    ds: Dataset, rules: list[Rule], columns: list[tuple[str, str]], dialect: str, orgs: str = ""
+    ds: Dataset, rules: list[Rule], columns: list[tuple[str, str]], dialect: str, orgs: str = "", current: str = ""
 ) -> tuple[str, dict[str, Compiled]]:
     """The data set's relation with the derived columns of `rules`, and each rule's compiled form; `orgs` is an
-    `org_filter`."""
+    `org_filter`, `current` the data set's current-version table (raw data sets; default: derived from raw)."""
     compiled = {r.id: compile_rule(r, dialect) for r in rules}
     derived = {name: expr for c in compiled.values() for name, expr in c.derived.items()}
     pre = {name: expr for c in compiled.values() for name, expr in c.pre.items()}
     extra = "".join(f", {expr} AS {name}" for name, expr in derived.items())
-    base = base_sql(ds, columns, orgs)
+    base = base_sql(ds, columns, orgs, current)
     if pre:
         base = f"SELECT p.*{''.join(f', {expr} AS {name}' for name, expr in pre.items())} FROM ({base}) p"
     lineage = (

@@ -11,7 +11,8 @@ import polars as pl
 
 from quality.catalog import Rule, datasets_of, load_catalog
 from quality.check_types import failure_sql
-from quality.relation import columns_of, org_filter, relation_sql, table_columns
+from quality.current import current_table, sync_current
+from quality.relation import base_sql, columns_of, org_filter, relation_sql, table_columns
 from warehouse import Warehouse, ensure_core
 
 TEMP = "q_relation"
@@ -31,10 +32,12 @@ def run_id_for(day: date) -> str:
     return f"q{day.isoformat()}"
 
 
-def _flags_sql(ds_rules: list[Rule], columns: list[tuple[str, str]], dialect: str, orgs: list[str]) -> str:
+def _flags_sql(
+    ds_rules: list[Rule], columns: list[tuple[str, str]], dialect: str, orgs: list[str], current: str = ""
+) -> str:
     """One row per record of the institutions: lineage plus a boolean per rule, TRUE where the record fails it."""
     ds = ds_rules[0].dataset
-    sql, compiled = relation_sql(ds, ds_rules, columns, dialect, org_filter(ds, orgs))
+    sql, compiled = relation_sql(ds, ds_rules, columns, dialect, org_filter(ds, orgs), current)
     fails = ", ".join(
         f"coalesce({failure_sql(compiled[r.id], dialect)}, false) AS _f{i}" for i, r in enumerate(ds_rules)
     )
@@ -55,16 +58,24 @@ def _evaluate_dataset(
     day: date,
     org_codes: list[str],
     record: bool = True,
+    current: str = "",
 ) -> dict[tuple[str, str], tuple[int, int]]:
     """One scan of the data set's relation gives every rule's evaluated/failed per institution; when recording,
-    the flags are materialised once (narrow: lineage + one boolean per rule) and every failing record of every rule
-    is written with one INSERT … SELECT."""
+    the flags of the records failing some rule are materialised (narrow: lineage + one boolean per rule; the records
+    evaluated are counted over the base rows, without the rules' columns) and every failing record of every rule is
+    written with one INSERT … SELECT. `current`: the raw data set's current-version table (default: from raw)."""
     ds = rules[0].dataset
-    flags = _flags_sql(rules, columns, wh.dialect, org_codes)
+    flags = _flags_sql(rules, columns, wh.dialect, org_codes, current)
     if record:
         wh.execute(f"DROP TABLE IF EXISTS {TEMP}")
-        wh.execute(f"CREATE TEMP TABLE {TEMP} AS {flags}")
-        rows = wh.query(_counts_sql(rules, TEMP))
+        any_failed = " OR ".join(f"_f{i}" for i in range(len(rules)))
+        wh.execute(f"CREATE TEMP TABLE {TEMP} AS SELECT * FROM ({flags}) f WHERE {any_failed}")
+        failed = {row[0]: row[2:] for row in wh.query(_counts_sql(rules, TEMP))}
+        base = base_sql(ds, columns, org_filter(ds, org_codes), current)
+        rows = [
+            (org, n, *failed.get(org, [0] * len(rules)))
+            for org, n in wh.query(f"SELECT CAST({ds.org_column} AS VARCHAR), count(*) FROM ({base}) b GROUP BY 1")
+        ]
     else:
         rows = wh.query(_counts_sql(rules, f"({flags}) f"))
     counts: dict[tuple[str, str], tuple[int, int]] = {}
@@ -103,25 +114,39 @@ def run_rules(
 ) -> list[RuleOutcome]:
     """Evaluate every rule for every institution; institutions without data get an explicit 0/0 result, and a
     data set whose table does not exist (yet) or is empty gets `not_evaluated` (no finding). `timings`, when given,
-    receives the seconds spent per data set (benchmarks)."""
+    receives the seconds spent per data set (benchmarks; `<data set>.current`: bringing its current-version table
+    up to date, included)."""
     ensure_core(wh)
     rules = rules or load_catalog()
     run_id = run_id_for(day)
     checked_at = datetime.now().replace(microsecond=0)
     outcomes: list[RuleOutcome] = []
+    groups = datasets_of(rules)
+    columns = columns_of(wh, [g[0].dataset.table for g in groups.values()])
+    merged: dict[str, float] = {}
+    for group in groups.values():  # each data set's merge commits on its own: the rules' transaction stays small
+        ds = group[0].dataset
+        started = time.perf_counter()
+        if ds.kind == "raw" and ds.table in columns and wh.query(f"SELECT 1 FROM {ds.table} LIMIT 1"):
+            with wh.transaction():
+                sync_current(wh, ds, columns[ds.table])
+            merged[ds.name] = time.perf_counter() - started
     with wh.transaction():
         marks = ", ".join("?" for _ in org_codes) or "NULL"
         for table in ("quality.check_result", "quality.problem_record"):  # only these institutions' results
             wh.execute(f"DELETE FROM {table} WHERE run_id = ? AND org_code IN ({marks})", [run_id, *org_codes])
-        groups = datasets_of(rules)
-        columns = columns_of(wh, [g[0].dataset.table for g in groups.values()])
         for group in groups.values():
-            table = group[0].dataset.table
+            ds = group[0].dataset
+            table = ds.table
             started = time.perf_counter()
             present = table in columns and bool(wh.query(f"SELECT 1 FROM {table} LIMIT 1"))
-            counts = _evaluate_dataset(wh, group, columns[table], run_id, day, org_codes) if present else {}
+            current = current_table(ds) if ds.name in merged else ""
+            counts = (
+                _evaluate_dataset(wh, group, columns[table], run_id, day, org_codes, current=current) if present else {}
+            )
             if timings is not None:
-                timings[group[0].dataset.name] = time.perf_counter() - started
+                timings[ds.name] = time.perf_counter() - started + merged.get(ds.name, 0.0)
+                timings[f"{ds.name}.current"] = merged.get(ds.name, 0.0)
             status = "evaluated" if present else "not_evaluated"
             for rule in group:
                 for org in org_codes:

@@ -117,11 +117,15 @@ def score_results(results: list[dict[str, Any]], scheme: Scheme) -> tuple[list[d
             {"org_code": org, "dataset": ds, "dimension": TOTAL, "score": total, "evaluated": ev, "failed": fl}
         )
         org_dims.setdefault(org, {}).setdefault(TOTAL, []).append((float(total or 0), weight))
+    org_counts: dict[tuple[str, str], list[int]] = {}  # one pass (was a scan of every data set row per org)
+    for r in ds_rows:
+        c = org_counts.setdefault((r["org_code"], r["dimension"]), [0, 0])
+        c[0] += r["evaluated"]
+        c[1] += r["failed"]
     org_rows = []
     for org, dims in org_dims.items():
         for d, pairs in dims.items():
-            ev = sum(r["evaluated"] for r in ds_rows if r["org_code"] == org and r["dimension"] == d)
-            fl = sum(r["failed"] for r in ds_rows if r["org_code"] == org and r["dimension"] == d)
+            ev, fl = org_counts[(org, d)]
             org_rows.append({"org_code": org, "dimension": d, "score": _wmean(pairs), "evaluated": ev, "failed": fl})
     return ds_rows, org_rows
 

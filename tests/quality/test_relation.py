@@ -39,7 +39,8 @@ def _load(wh: Warehouse) -> None:
     wh.execute("DROP TABLE IF EXISTS raw.t_visit")
     wh.execute(
         "CREATE TABLE raw.t_visit (_org_code VARCHAR, _source_key VARCHAR, _batch_id VARCHAR, _ingested_at TIMESTAMP, "
-        "_op VARCHAR, _origin VARCHAR, visit_id VARCHAR, code VARCHAR)"
+        "_op VARCHAR, _origin VARCHAR, visit_id VARCHAR, code VARCHAR, _source_updated_at TIMESTAMP, "
+        "_record_hash VARCHAR)"
     )
     names = ["_org_code", "_source_key", "_batch_id", "_ingested_at", "_op", "visit_id", "code"]
     frame = pl.DataFrame(ROWS, schema=names, orient="row").with_columns(

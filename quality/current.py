@@ -1,0 +1,107 @@
+"""Current versions of a raw data set, kept by the quality stage: `quality.current__<data set>` holds the latest
+version per (institution, source key) of its raw table, as received (all columns, lineage included), deletions
+dropped. A run merges only the raw batches that are new or grew since the last run: the ledger
+`quality.current_batch` records how many raw rows of each batch the table reflects; the keys those batches touch
+are re-derived from all their raw versions, so the table always equals what `latest_sql` gives over raw."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from quality.catalog import Dataset
+from quality.relation import latest_sql, version_order
+from warehouse import Warehouse
+
+LEDGER = "quality.current_batch"
+BATCHES = "q_current_batches"
+KEYS = "q_current_keys"
+FULL_SHARE = 0.5  # when the changed batches hold more than this share of raw, rebuilding is cheaper than merging
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    dataset: str
+    mode: str  # unchanged / merged / rebuilt
+    batches: int  # batches merged (new or grown)
+    raw_rows: int  # raw rows of those batches
+
+
+def current_table(ds: Dataset) -> str:
+    """The data set's current-version table."""
+    return f"quality.current__{ds.name}"
+
+
+def _ensure_table(wh: Warehouse, ds: Dataset, columns: list[tuple[str, str]]) -> bool:
+    """Create the table with raw's columns (or add the columns raw gained since); True when it was created."""
+    table = current_table(ds)
+    if not wh.table_exists(table):
+        names = ", ".join(name for name, _ in columns)
+        wh.execute(f"CREATE TABLE {table} AS SELECT {names} FROM {ds.table} WHERE 1 = 0")
+        if wh.dialect == "postgres":  # merges delete by key: an index there (DuckDB deletes by a hash join)
+            wh.execute(f"CREATE INDEX ON {table} ({ds.org_column}, {ds.key})")
+        return True
+    have = set(wh.columns(table))
+    for name, dtype in columns:
+        if name not in have:
+            wh.execute(f"ALTER TABLE {table} ADD COLUMN {name} {dtype}")
+    return False
+
+
+def _write_ledger(wh: Warehouse, ds: Dataset, counts: dict[str, int], replace_all: bool) -> None:
+    if replace_all:
+        wh.execute(f"DELETE FROM {LEDGER} WHERE dataset = ?", [ds.name])
+    else:
+        _stage_batches(wh, list(counts))
+        wh.execute(f"DELETE FROM {LEDGER} WHERE dataset = ? AND batch_id IN (SELECT batch_id FROM {BATCHES})",
+                   [ds.name])  # fmt: skip
+    if counts:
+        frame = pl.DataFrame(
+            {"dataset": [ds.name] * len(counts), "batch_id": list(counts), "raw_rows": list(counts.values())},
+            schema={"dataset": pl.String, "batch_id": pl.String, "raw_rows": pl.Int64},
+        )
+        wh.load(LEDGER, frame)
+
+
+def _stage_batches(wh: Warehouse, batches: list[str]) -> None:
+    wh.execute(f"DROP TABLE IF EXISTS {BATCHES}")
+    wh.execute(f"CREATE TEMP TABLE {BATCHES} (batch_id VARCHAR)")
+    if batches:
+        wh.load(BATCHES, pl.DataFrame({"batch_id": batches}, schema={"batch_id": pl.String}))
+
+
+def sync_current(wh: Warehouse, ds: Dataset, columns: list[tuple[str, str]]) -> SyncResult:
+    """Bring the data set's current-version table up to date with raw (call inside the run's transaction)."""
+    table, org, key = current_table(ds), ds.org_column, ds.key
+    created = _ensure_table(wh, ds, columns)
+    names = ", ".join(name for name, _ in columns)
+    counts = {str(b): int(n) for b, n in wh.query(f"SELECT {ds.batch}, count(*) FROM {ds.table} GROUP BY {ds.batch}")}
+    merged = {str(b): int(n) for b, n in wh.query(f"SELECT batch_id, raw_rows FROM {LEDGER} WHERE dataset = ?",
+                                                   [ds.name])}  # fmt: skip
+    changed = {b: n for b, n in counts.items() if merged.get(b) != n}
+    shrunk = any(counts.get(b, 0) < n for b, n in merged.items())  # raw lost rows (rebuilt): trust nothing merged
+    if not changed and not shrunk and not created:
+        return SyncResult(ds.name, "unchanged", 0, 0)
+    touched = sum(changed.values())
+    if created or shrunk or not merged or touched > FULL_SHARE * sum(counts.values()):
+        wh.execute(f"DELETE FROM {table}")
+        wh.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM ({latest_sql(ds)}) v WHERE _op <> 'D'")
+        _write_ledger(wh, ds, counts, replace_all=True)
+        return SyncResult(ds.name, "rebuilt", len(counts), sum(counts.values()))
+    _stage_batches(wh, list(changed))
+    wh.execute(f"DROP TABLE IF EXISTS {KEYS}")
+    wh.execute(
+        f"CREATE TEMP TABLE {KEYS} AS SELECT DISTINCT {org} AS _q_o, {key} AS _q_k FROM {ds.table} "
+        f"WHERE {ds.batch} IN (SELECT batch_id FROM {BATCHES})"
+    )
+    wh.execute(f"DELETE FROM {table} WHERE ({org}, {key}) IN (SELECT _q_o, _q_k FROM {KEYS})")
+    versions = (
+        f"SELECT t.*, row_number() OVER (PARTITION BY t.{org}, t.{key} ORDER BY {version_order('t')}) AS _q_rn "
+        f"FROM {ds.table} t JOIN {KEYS} k ON k._q_o = t.{org} AND k._q_k = t.{key}"
+    )
+    wh.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM ({versions}) v WHERE _q_rn = 1 AND _op <> 'D'")
+    wh.execute(f"DROP TABLE IF EXISTS {KEYS}")
+    _write_ledger(wh, ds, changed, replace_all=False)
+    wh.execute(f"DROP TABLE IF EXISTS {BATCHES}")
+    return SyncResult(ds.name, "merged", len(changed), touched)
