@@ -34,8 +34,10 @@ def _tables(duck: duckdb.DuckDBPyConnection, schema: str) -> dict[str, list[str]
     return out
 
 
-def copy_to_postgres(duck_path: Path, pg_url: str, schemas: tuple[str, ...] = SCHEMAS) -> dict[str, int]:
-    """Rows copied per table (tables PostgreSQL has no contract for are skipped)."""
+def copy_to_postgres(
+    duck_path: Path, pg_url: str, scratch: Path, schemas: tuple[str, ...] = SCHEMAS
+) -> dict[str, int]:
+    """Rows copied per table (tables PostgreSQL has no contract for are skipped); CSV files go to `scratch`."""
     duck = duckdb.connect(str(duck_path), read_only=True)
     copied: dict[str, int] = {}
     try:
@@ -55,7 +57,7 @@ def copy_to_postgres(duck_path: Path, pg_url: str, schemas: tuple[str, ...] = SC
                     if not shared:
                         continue
                     names = ", ".join(f'"{c}"' for c in shared)
-                    with tempfile.NamedTemporaryFile(suffix=".csv", dir=duck_path.parent) as tmp:
+                    with tempfile.NamedTemporaryFile(suffix=".csv", dir=scratch) as tmp:
                         out = f"'{tmp.name}' (FORMAT csv, HEADER false)"
                         duck.execute(f"COPY (SELECT {names} FROM {qualified}) TO {out}")
                         pg.execute(f"TRUNCATE {qualified}")
