@@ -248,7 +248,8 @@ def _postgres(args: argparse.Namespace, workdir: Path, duck: Path, url: str) -> 
             _line("PostgreSQL: ingest (all sources)", _hutong(pg, "ingest"))
         else:
             source = args.warehouse if args.warehouse and args.replicate == 1 else Path(url.removeprefix("duckdb:///"))
-            _timed("PostgreSQL: raw/ops/mpi copied (COPY)", lambda: _copy_summary(copy_to_postgres(source, pg_url, workdir)))
+            copied = lambda: _copy_summary(copy_to_postgres(source, pg_url, workdir))  # noqa: E731
+            _timed("PostgreSQL: raw/ops/mpi copied (COPY)", copied)
         pg_full = _dbt(pg, "build")
         _line("PostgreSQL full build (dbt build)", pg_full)
         print(_slowest(pg), flush=True)

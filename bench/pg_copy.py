@@ -34,9 +34,7 @@ def _tables(duck: duckdb.DuckDBPyConnection, schema: str) -> dict[str, list[str]
     return out
 
 
-def copy_to_postgres(
-    duck_path: Path, pg_url: str, scratch: Path, schemas: tuple[str, ...] = SCHEMAS
-) -> dict[str, int]:
+def copy_to_postgres(duck_path: Path, pg_url: str, scratch: Path, schemas: tuple[str, ...] = SCHEMAS) -> dict[str, int]:
     """Rows copied per table (tables PostgreSQL has no contract for are skipped); CSV files go to `scratch`."""
     duck = duckdb.connect(str(duck_path), read_only=True)
     copied: dict[str, int] = {}
