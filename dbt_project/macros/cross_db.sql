@@ -90,25 +90,51 @@
    by source update time, then ingest time; keys whose latest version is a soft delete are dropped.
    Used as `from ({{ current_rows(source('raw', 'x')) }}) as r`. In an incremental staging model only the keys
    with a version landed after the model's watermark are re-derived, and a latest version that is a delete is
-   kept so that delete+insert replaces the held row; the model's post-hook `drop_deleted_rows` then removes it. #}
+   kept so that delete+insert replaces the held row; the model's post-hook `drop_deleted_rows` then removes it.
+   A full build ranks only the keys that have more than one version (most have one: ranking them all sorted
+   every wide raw row); the others are their own latest version. #}
 {% macro current_rows(relation) -%}
+    {%- if is_incremental() %}
     select * from (
-        select
-            *,
-            row_number() over (
-                partition by _org_code, _source_key
-                order by _source_updated_at desc nulls last, _ingested_at desc, _record_hash
-            ) as _version_rank
+        select *, {{ version_rank() }} as _version_rank
         from {{ relation }} as v
-        {%- if is_incremental() %}
         where exists (
             select 1 from {{ relation }} as n
             where n._ingested_at > {{ incremental_watermark() }}
               and n._org_code = v._org_code and n._source_key = v._source_key
         )
-        {%- endif %}
     ) as versions
-    where _version_rank = 1 {%- if not is_incremental() %} and _op <> 'D'{% endif %}
+    where _version_rank = 1
+    {%- else %}
+    with versioned as (
+        select _org_code, _source_key from {{ relation }} group by _org_code, _source_key having count(*) > 1
+    )
+    select * from (
+        select v.*, 1 as _version_rank
+        from {{ relation }} as v
+        where not exists (
+            select 1 from versioned as k where k._org_code = v._org_code and k._source_key = v._source_key
+        )
+        union all
+        select * from (
+            select v.*, {{ version_rank() }} as _version_rank
+            from {{ relation }} as v
+            where exists (
+                select 1 from versioned as k where k._org_code = v._org_code and k._source_key = v._source_key
+            )
+        ) as ranked
+        where _version_rank = 1
+    ) as versions
+    where _op <> 'D'
+    {%- endif %}
+{%- endmacro %}
+
+{# 1 for the latest version of a row's (institution, source key): newest source update, then newest landing. #}
+{% macro version_rank() -%}
+    row_number() over (
+        partition by _org_code, _source_key
+        order by _source_updated_at desc nulls last, _ingested_at desc, _record_hash
+    )
 {%- endmacro %}
 
 {# The lineage every staging row carries from its raw version: source key, content hash, batch, landing and
@@ -133,17 +159,23 @@
     delete from {{ this }} where _op = 'D'
 {%- endmacro %}
 
-{# The national code of a local value: the approved row of a value-map seed for the value's source system
-   (proposed rows wait for review and decode to NULL; cdr__unmapped_code lists them). #}
-{% macro decode(mapping, system_expr, value_expr) -%}
-    (select m.std_code from {{ ref(mapping) }} as m
-     where m.review_status = 'approved' and m.source_system = {{ system_expr }}
-       and m.local_code = nullif(trim(cast({{ value_expr }} as varchar)), ''))
+{# Decoding joins: a model selects `<alias>.std_code` (the national code of a local value) or `<alias>.name` (the
+   national name of a national code) and adds the join after its FROM. A left join on the seed's key, not a
+   correlated subquery per value: DuckDB decorrelates each subquery into a pass over the whole intermediate result
+   and PostgreSQL runs it per row. The seeds' unique tests (value map: source_system + local_code; code table: code)
+   keep one match per row, as the subquery did. #}
+
+{# The approved row of a value-map seed for the value's source system (proposed rows wait for review and decode to
+   NULL; cdr__unmapped_code lists them). #}
+{% macro decode_join(alias, mapping, system_expr, value_expr) -%}
+left join {{ ref(mapping) }} as {{ alias }}
+    on {{ alias }}.review_status = 'approved' and {{ alias }}.source_system = {{ system_expr }}
+    and {{ alias }}.local_code = nullif(trim(cast({{ value_expr }} as varchar)), '')
 {%- endmacro %}
 
-{# The national name of a national code from a code-table seed. #}
-{% macro code_name(code_table, code_expr) -%}
-    (select c.name from {{ ref(code_table) }} as c where c.code = {{ code_expr }})
+{# The row of a code-table seed for a national code. #}
+{% macro code_join(alias, code_table, code_expr) -%}
+left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_expr }}
 {%- endmacro %}
 
 {# A trimmed text value, NULL when blank. #}

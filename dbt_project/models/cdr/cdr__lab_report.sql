@@ -11,19 +11,19 @@ select
     m.local_patient_id,
     m.patient_id_authority,
     m.encounter_class_code,
-    {{ code_name('code__encounter_class', 'm.encounter_class_code') }} as encounter_class_name,
+    c_encounter_class.name as encounter_class_name,
     m.local_encounter_id,
     m.dept_code,
     o.placer_order_no,
     o.filler_order_no,
     o.panel_code,
-    coalesce({{ code_name('code__lab_panel', 'o.panel_code') }}, o.panel_name) as panel_name,
+    coalesce(c_lab_panel.name, o.panel_name) as panel_name,
     o.observation_time,
     o.specimen_received_time,
     o.report_time,
     o.ordering_provider,
     o.result_status,
-    {{ code_name('code__result_status', 'o.result_status') }} as result_status_name,
+    c_result_status.name as result_status_name,
     o._source_key,
     o._record_hash,
     o._batch_id,
@@ -36,3 +36,6 @@ left join {{ source('mpi', 'xref') }} as xl
     on xl.org_code = m.org_code and xl.source_system = m.source_system and xl.local_id = m.local_patient_id
 left join {{ source('mpi', 'xref') }} as xh
     on xh.org_code = m.org_code and xh.source_system = m.patient_id_authority and xh.local_id = m.local_patient_id
+{{ code_join('c_encounter_class', 'code__encounter_class', 'm.encounter_class_code') }}
+{{ code_join('c_lab_panel', 'code__lab_panel', 'o.panel_code') }}
+{{ code_join('c_result_status', 'code__result_status', 'o.result_status') }}
