@@ -89,7 +89,9 @@ def _dbt(config: Path, *args: str) -> Step:
 
     url = load_config(config).warehouse_url
     env = {**os.environ, **dbt_env(url, _target(config)), "PYTHONPATH": str(ROOT)}
-    command = [dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    project = os.environ.get("HUTONG_BENCH_DBT_PROJECT", str(DBT_PROJECT_DIR))
+    env["DBT_PROFILES_DIR"] = project
+    command = [dbt_executable(), *args, "--project-dir", project, "--profiles-dir", project]
     return _run(command, env)
 
 
@@ -195,6 +197,8 @@ def main() -> None:
     parser.add_argument("--increment-only", action="store_true", help="next day only (work dir built)")
     parser.add_argument("--pg", action="store_true", help="also time the full build on PostgreSQL")
     parser.add_argument("--pg-url", default=None, help="with --pg: an existing database to load into (kept)")
+    parser.add_argument("--pg-only", action="store_true", help="with --warehouse: the PostgreSQL build only")
+    parser.add_argument("--project-dir", type=Path, help="another copy of dbt_project/ (a same-run baseline)")
     parser.add_argument("--pg-ingest", action="store_true", help="with --pg: ingest the sources again (no COPY)")
     args = parser.parse_args()
     workdir = Path(args.workdir or f"/tmp/hutong_bench_dbt_{args.size}")
@@ -203,6 +207,12 @@ def main() -> None:
     duck = _config(workdir, url, args.size, "county.yaml")
     print(f"bench_dbt: size {args.size}, work dir {workdir}, load average {os.getloadavg()}", flush=True)
     scale = f" (rows replicated {args.replicate}×)" if args.replicate > 1 else ""
+    if args.project_dir:
+        os.environ["HUTONG_BENCH_DBT_PROJECT"] = str(args.project_dir.resolve())
+        print(f"  dbt project: {args.project_dir.resolve()}", flush=True)
+    if args.pg_only:
+        _postgres(args, workdir, duck, url)
+        return
     full = None
     if not args.increment_only:
         if args.warehouse:
