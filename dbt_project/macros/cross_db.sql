@@ -220,6 +220,15 @@ left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_exp
     )
 {%- endmacro %}
 
+{# Post-hook of an incremental CDR model read from one staging model: drop rows whose key has left it (staging applies
+   the raw deletes). An anti-join on the key, cheap beside rebuilding the table. #}
+{% macro drop_missing(key_column, upstream, upstream_key) -%}
+    delete from {{ this }}
+    where not exists (
+        select 1 from {{ upstream }} as u where u.{{ upstream_key }} = {{ this }}.{{ key_column }}
+    )
+{%- endmacro %}
+
 {# Post-hook of an incremental CDR model: re-point empi_id at the master patient index's current answer
    (merges and unlinks after the row was built). #}
 {% macro refresh_empi(system_column, local_id_column) -%}
@@ -244,4 +253,21 @@ left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_exp
     where s.{{ source_column }} is not null and trim(cast(s.{{ source_column }} as varchar)) <> ''
       and s.{{ code_column }} is null
     group by s.org_code, s.source_system, cast(s.{{ source_column }} as varchar)
+{%- endmacro %}
+
+{# Post-hook of cdr__lab_report: re-point empi_id at the MPI's current answer for the LIS identity, else the HIS
+   identity the LIS named (as the model derives it). #}
+{% macro refresh_lab_report_empi() -%}
+    update {{ this }} as t set empi_id = n.empi_id
+    from (
+        select r.lab_report_key, coalesce(xl.empi_id, xh.empi_id) as empi_id
+        from {{ this }} as r
+        left join {{ source('mpi', 'xref') }} as xl
+            on xl.org_code = r.org_code and xl.source_system = r.source_system and xl.local_id = r.local_patient_id
+        left join {{ source('mpi', 'xref') }} as xh
+            on xh.org_code = r.org_code and xh.source_system = r.patient_id_authority
+            and xh.local_id = r.local_patient_id
+    ) as n
+    where n.lab_report_key = t.lab_report_key and n.empi_id is not null
+      and (t.empi_id is null or t.empi_id <> n.empi_id)
 {%- endmacro %}

@@ -1,5 +1,16 @@
 -- CDR lab report (检验报告, WS 445-2014 part 4): one row per HL7 order (OBR) with the message's patient and
--- visit, keyed to the EMPI id through the LIS identity (or the HIS identity the LIS named).
+-- visit, keyed to the EMPI id through the LIS identity (or the HIS identity the LIS named). Incremental on the
+-- landing watermark (an order lands with its message); orders deleted in staging and EMPI changes applied by the
+-- post-hooks.
+{{ config(
+    materialized='incremental',
+    unique_key='lab_report_key',
+    incremental_strategy='delete+insert',
+    post_hook=[
+        "{{ drop_missing('lab_report_key', ref('stg_lis__order'), 'lab_order_key') }}",
+        "{{ refresh_lab_report_empi() }}",
+    ],
+) }}
 select
     o.lab_order_key as lab_report_key,
     o.message_key,
@@ -39,3 +50,4 @@ left join {{ source('mpi', 'xref') }} as xh
 {{ code_join('c_encounter_class', 'code__encounter_class', 'm.encounter_class_code') }}
 {{ code_join('c_lab_panel', 'code__lab_panel', 'o.panel_code') }}
 {{ code_join('c_result_status', 'code__result_status', 'o.result_status') }}
+{{ after_watermark('o._ingested_at') }}

@@ -1,5 +1,15 @@
 -- CDR patient (WS 445-2014 part 1 病历概要 demographics): one row per institution-local HIS patient, with the
 -- EMPI id when the master patient index has linked it, national codes beside their names, lineage to raw.
+-- Incremental on the landing watermark; patients deleted in staging and EMPI changes applied by the post-hooks.
+{{ config(
+    materialized='incremental',
+    unique_key='patient_key',
+    incremental_strategy='delete+insert',
+    post_hook=[
+        "{{ drop_missing('patient_key', ref('stg_his__patient'), 'patient_key') }}",
+        "{{ refresh_empi('source_system', 'local_patient_id') }}",
+    ],
+) }}
 select
     p.patient_key,
     x.empi_id,
@@ -41,3 +51,4 @@ left join {{ source('mpi', 'xref') }} as x
 {{ code_join('c_ethnicity', 'code__ethnicity', 'p.ethnicity_code') }}
 {{ code_join('c_marital_status', 'code__marital_status', 'p.marital_status_code') }}
 {{ code_join('c_payment_method', 'code__payment_method', 'p.payment_method_code') }}
+{{ after_watermark('p._ingested_at') }}
