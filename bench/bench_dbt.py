@@ -122,12 +122,13 @@ def _timed(label: str, work: Callable[[], object]) -> None:
     print(f"  {label:40s} {time.perf_counter() - started:7.1f} s  {out or ''}", flush=True)
 
 
-def _prepare_copy(source: Path, url: str) -> str:
-    """Copy a built warehouse and drop what dbt built there (the build timed next is a full one)."""
+def _prepare_copy(source: Path | None, url: str) -> str:
+    """Copy a built warehouse (None: the work dir's as it is) and drop what dbt built there (the build timed next
+    is a full one)."""
     from warehouse import Warehouse
 
-    target = Path(url.removeprefix("duckdb:///"))
-    shutil.copyfile(source, target)
+    if source is not None:
+        shutil.copyfile(source, Path(url.removeprefix("duckdb:///")))
     with Warehouse(url) as wh:
         for schema in DBT_SCHEMAS:
             wh.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
@@ -194,6 +195,7 @@ def main() -> None:
     parser.add_argument("--replicate", type=int, default=1, help="scale raw/ops/mpi N× in the copy")
     parser.add_argument("--no-increment", action="store_true", help="full build only")
     parser.add_argument("--no-baseline", action="store_true", help="skip the --full-refresh baseline run")
+    parser.add_argument("--rebuild", action="store_true", help="full build again on the work dir's warehouse")
     parser.add_argument("--increment-only", action="store_true", help="next day only (work dir built)")
     parser.add_argument("--pg", action="store_true", help="also time the full build on PostgreSQL")
     parser.add_argument("--pg-url", default=None, help="with --pg: an existing database to load into (kept)")
@@ -215,12 +217,15 @@ def main() -> None:
         return
     full = None
     if not args.increment_only:
-        if args.warehouse:
+        if args.rebuild:
+            _timed("dbt schemas dropped in the work dir's warehouse", lambda: _prepare_copy(None, url))
+            scale += " (replicated rows of the earlier run)" if args.replicate > 1 else ""
+        elif args.warehouse:
             _timed(f"copy of {args.warehouse.name}", lambda: _prepare_copy(args.warehouse, url))
         else:
             _line("synthetic county (once)", _hutong(duck, "synth"))
             _line("ingest (all sources)", _hutong(duck, "ingest"))
-        if args.replicate > 1:
+        if args.replicate > 1 and not args.rebuild:
             _timed("replicate (not timed below)", lambda: _replicate(url, args.replicate))
         full = _dbt(duck, "build")
         _line(f"DuckDB full build (dbt build){scale}", full, str(_rows(duck)))
