@@ -39,6 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.replicate import replicate  # noqa: E402
 from quality.catalog import datasets_of, load_catalog  # noqa: E402
 from quality.check_types import failure_sql  # noqa: E402
 from quality.current import current_table  # noqa: E402
@@ -47,12 +48,10 @@ from quality.relation import relation_sql, table_columns  # noqa: E402
 from quality.runner import run_rules  # noqa: E402
 from quality.scoring import score_day  # noqa: E402
 from warehouse import Warehouse  # noqa: E402
-from warehouse.ddl import contracts  # noqa: E402
 
 DAY = date(2026, 11, 1)
 REL = "q_bench_relation"
 SCHEMAS = ("raw", "ops", "mpi", "cdr")
-ORG_COLUMNS = ("_org_code", "org_code")
 
 
 def _county(tmp: Path, size: str) -> str:
@@ -80,31 +79,6 @@ def _cpu() -> float:
 
 def _load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def replicate(wh: Warehouse, copies: int) -> dict[str, int]:
-    """N-1 more copies of every row of the data sets' schemas under copied institutions (org code + '~k'); text key
-    columns of a table whose key lacks the institution get the same suffix. Returns rows per table afterwards."""
-    keys = {t: spec.get("key") or [] for t, spec in contracts()["tables"].items()}
-    rows: dict[str, int] = {}
-    for schema in SCHEMAS:
-        for table in wh.tables(schema):
-            qualified = f"{schema}.{table}"
-            columns = table_columns(wh, qualified)
-            names = [c for c, _ in columns]
-            org = next((c for c in ORG_COLUMNS if c in names), None)
-            if org is None or not wh.scalar(f"SELECT count(*) FROM {qualified}"):
-                continue
-            key = keys.get(qualified, [])
-            text = {c for c, t in columns if t.lower() in ("varchar", "text", "character varying")}
-            suffixed = {org} | ({k for k in key if k in text} if org not in key else set())
-            select = ", ".join(f"{c} || '~' || CAST(g.k AS VARCHAR)" if c in suffixed else c for c in names)
-            wh.execute(
-                f"INSERT INTO {qualified} ({', '.join(names)}) SELECT {select} FROM {qualified} "
-                f"CROSS JOIN generate_series(1, {copies - 1}) AS g(k)"
-            )
-            rows[qualified] = int(wh.scalar(f"SELECT count(*) FROM {qualified}"))
-    return rows
 
 
 def increment(wh: Warehouse, share: float, at: datetime) -> int:
@@ -152,7 +126,7 @@ def main(url: str, copies: int = 1, ge_max_rows: int | None = None, share: float
     with Warehouse(url) as wh:
         if copies > 1:
             t0 = time.perf_counter()
-            scaled = replicate(wh, copies)
+            scaled = replicate(wh, copies, SCHEMAS)
             wh.execute("CHECKPOINT")  # not inside the timed run: DuckDB would write the copies out at its first commit
             took = time.perf_counter() - t0
             print(f"replicated       {copies}× in {took:.1f} s: {sum(scaled.values()):,} rows in {len(scaled)} tables "

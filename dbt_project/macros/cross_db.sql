@@ -51,31 +51,24 @@
   ops.hutong_try_date({{ expr }})
 {%- endmacro %}
 
-{# A timestamp from text (YYYY-MM-DD HH:MM[:SS], ISO T, YYYYMMDDHHMMSS, YYYYMMDD); NULL when unparseable. #}
+{# A timestamp from text (YYYY-MM-DD HH:MM[:SS], ISO T, YYYYMMDDHHMMSS, YYYYMMDD); NULL when unparseable. DuckDB tries
+   the formats of one list in order (one call, the text trimmed once). #}
 {% macro try_timestamp(expr) -%}
   {{ return(adapter.dispatch('try_timestamp', 'hutong')(expr)) }}
 {%- endmacro %}
 {% macro duckdb__try_timestamp(expr) -%}
   cast(coalesce(
-    try_strptime(nullif(trim({{ expr }}), ''), '%Y-%m-%d %H:%M:%S'),
-    try_strptime(nullif(trim({{ expr }}), ''), '%Y-%m-%dT%H:%M:%S'),
-    try_strptime(nullif(trim({{ expr }}), ''), '%Y-%m-%d %H:%M'),
-    try_strptime(nullif(trim({{ expr }}), ''), '%Y-%m-%d %H:%M:%S.%f'),
-    try_strptime(nullif(trim({{ expr }}), ''), '%Y%m%d%H%M%S'),
-    try_strptime(nullif(trim({{ expr }}), ''), '%Y%m%d%H%M'),
-    try_strptime(nullif(trim({{ expr }}), ''), '%Y%m%d'),
-    try_strptime(nullif(trim({{ expr }}), ''), '%Y-%m-%d'),
+    try_strptime(nullif(trim({{ expr }}), ''), ['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M',
+        '%Y-%m-%d %H:%M:%S.%f', '%Y%m%d%H%M%S', '%Y%m%d%H%M', '%Y%m%d', '%Y-%m-%d']),
     {{ iso_offset_timestamp(expr) }}
   ) as timestamp)
 {%- endmacro %}
 {# ISO 8601 with an offset or Z (FHIR dateTime, e.g. 2026-10-06T18:55:00+08:00): the instant as wall time in the
    region's time zone (var local_time_zone, default Asia/Shanghai), like every other source's local times. #}
 {% macro iso_offset_timestamp(expr) -%}
-  (coalesce(
-    try_strptime(regexp_replace(nullif(trim({{ expr }}), ''), 'Z$', '+00:00'), '%Y-%m-%dT%H:%M:%S%z'),
-    try_strptime(regexp_replace(nullif(trim({{ expr }}), ''), 'Z$', '+00:00'), '%Y-%m-%dT%H:%M:%S.%f%z'),
-    try_strptime(regexp_replace(nullif(trim({{ expr }}), ''), 'Z$', '+00:00'), '%Y-%m-%dT%H:%M%z')
-  ) at time zone '{{ var("local_time_zone", "Asia/Shanghai") }}')
+  (try_strptime(regexp_replace(nullif(trim({{ expr }}), ''), 'Z$', '+00:00'),
+                ['%Y-%m-%dT%H:%M:%S%z', '%Y-%m-%dT%H:%M:%S.%f%z', '%Y-%m-%dT%H:%M%z'])
+   at time zone '{{ var("local_time_zone", "Asia/Shanghai") }}')
 {%- endmacro %}
 {% macro postgres__try_timestamp(expr) -%}
   ops.hutong_try_timestamp({{ expr }})
@@ -90,25 +83,51 @@
    by source update time, then ingest time; keys whose latest version is a soft delete are dropped.
    Used as `from ({{ current_rows(source('raw', 'x')) }}) as r`. In an incremental staging model only the keys
    with a version landed after the model's watermark are re-derived, and a latest version that is a delete is
-   kept so that delete+insert replaces the held row; the model's post-hook `drop_deleted_rows` then removes it. #}
+   kept so that delete+insert replaces the held row; the model's post-hook `drop_deleted_rows` then removes it.
+   A full build ranks only the keys that have more than one version (most have one: ranking them all sorted
+   every wide raw row); the others are their own latest version. #}
 {% macro current_rows(relation) -%}
+    {%- if is_incremental() %}
     select * from (
-        select
-            *,
-            row_number() over (
-                partition by _org_code, _source_key
-                order by _source_updated_at desc nulls last, _ingested_at desc, _record_hash
-            ) as _version_rank
+        select *, {{ version_rank() }} as _version_rank
         from {{ relation }} as v
-        {%- if is_incremental() %}
         where exists (
             select 1 from {{ relation }} as n
             where n._ingested_at > {{ incremental_watermark() }}
               and n._org_code = v._org_code and n._source_key = v._source_key
         )
-        {%- endif %}
     ) as versions
-    where _version_rank = 1 {%- if not is_incremental() %} and _op <> 'D'{% endif %}
+    where _version_rank = 1
+    {%- else %}
+    with versioned as (
+        select _org_code, _source_key from {{ relation }} group by _org_code, _source_key having count(*) > 1
+    )
+    select * from (
+        select v.*, 1 as _version_rank
+        from {{ relation }} as v
+        where not exists (
+            select 1 from versioned as k where k._org_code = v._org_code and k._source_key = v._source_key
+        )
+        union all
+        select * from (
+            select v.*, {{ version_rank() }} as _version_rank
+            from {{ relation }} as v
+            where exists (
+                select 1 from versioned as k where k._org_code = v._org_code and k._source_key = v._source_key
+            )
+        ) as ranked
+        where _version_rank = 1
+    ) as versions
+    where _op <> 'D'
+    {%- endif %}
+{%- endmacro %}
+
+{# 1 for the latest version of a row's (institution, source key): newest source update, then newest landing. #}
+{% macro version_rank() -%}
+    row_number() over (
+        partition by _org_code, _source_key
+        order by _source_updated_at desc nulls last, _ingested_at desc, _record_hash
+    )
 {%- endmacro %}
 
 {# The lineage every staging row carries from its raw version: source key, content hash, batch, landing and
@@ -133,17 +152,23 @@
     delete from {{ this }} where _op = 'D'
 {%- endmacro %}
 
-{# The national code of a local value: the approved row of a value-map seed for the value's source system
-   (proposed rows wait for review and decode to NULL; cdr__unmapped_code lists them). #}
-{% macro decode(mapping, system_expr, value_expr) -%}
-    (select m.std_code from {{ ref(mapping) }} as m
-     where m.review_status = 'approved' and m.source_system = {{ system_expr }}
-       and m.local_code = nullif(trim(cast({{ value_expr }} as varchar)), ''))
+{# Decoding joins: a model selects `<alias>.std_code` (the national code of a local value) or `<alias>.name` (the
+   national name of a national code) and adds the join after its FROM. A left join on the seed's key, not a
+   correlated subquery per value: DuckDB decorrelates each subquery into a pass over the whole intermediate result
+   and PostgreSQL runs it per row. The seeds' unique tests (value map: source_system + local_code; code table: code)
+   keep one match per row, as the subquery did. #}
+
+{# The approved row of a value-map seed for the value's source system (proposed rows wait for review and decode to
+   NULL; cdr__unmapped_code lists them). #}
+{% macro decode_join(alias, mapping, system_expr, value_expr) -%}
+left join {{ ref(mapping) }} as {{ alias }}
+    on {{ alias }}.review_status = 'approved' and {{ alias }}.source_system = {{ system_expr }}
+    and {{ alias }}.local_code = nullif(trim(cast({{ value_expr }} as varchar)), '')
 {%- endmacro %}
 
-{# The national name of a national code from a code-table seed. #}
-{% macro code_name(code_table, code_expr) -%}
-    (select c.name from {{ ref(code_table) }} as c where c.code = {{ code_expr }})
+{# The row of a code-table seed for a national code. #}
+{% macro code_join(alias, code_table, code_expr) -%}
+left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_expr }}
 {%- endmacro %}
 
 {# A trimmed text value, NULL when blank. #}
@@ -195,6 +220,15 @@
     )
 {%- endmacro %}
 
+{# Post-hook of an incremental CDR model read from one staging model: drop rows whose key has left it (staging applies
+   the raw deletes). An anti-join on the key, cheap beside rebuilding the table. #}
+{% macro drop_missing(key_column, upstream, upstream_key) -%}
+    delete from {{ this }}
+    where not exists (
+        select 1 from {{ upstream }} as u where u.{{ upstream_key }} = {{ this }}.{{ key_column }}
+    )
+{%- endmacro %}
+
 {# Post-hook of an incremental CDR model: re-point empi_id at the master patient index's current answer
    (merges and unlinks after the row was built). #}
 {% macro refresh_empi(system_column, local_id_column) -%}
@@ -219,4 +253,21 @@
     where s.{{ source_column }} is not null and trim(cast(s.{{ source_column }} as varchar)) <> ''
       and s.{{ code_column }} is null
     group by s.org_code, s.source_system, cast(s.{{ source_column }} as varchar)
+{%- endmacro %}
+
+{# Post-hook of cdr__lab_report: re-point empi_id at the MPI's current answer for the LIS identity, else the HIS
+   identity the LIS named (as the model derives it). #}
+{% macro refresh_lab_report_empi() -%}
+    update {{ this }} as t set empi_id = n.empi_id
+    from (
+        select r.lab_report_key, coalesce(xl.empi_id, xh.empi_id) as empi_id
+        from {{ this }} as r
+        left join {{ source('mpi', 'xref') }} as xl
+            on xl.org_code = r.org_code and xl.source_system = r.source_system and xl.local_id = r.local_patient_id
+        left join {{ source('mpi', 'xref') }} as xh
+            on xh.org_code = r.org_code and xh.source_system = r.patient_id_authority
+            and xh.local_id = r.local_patient_id
+    ) as n
+    where n.lab_report_key = t.lab_report_key and n.empi_id is not null
+      and (t.empi_id is null or t.empi_id <> n.empi_id)
 {%- endmacro %}

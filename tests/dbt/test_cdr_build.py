@@ -24,6 +24,8 @@ INCREMENTAL = {  # incremental CDR model → (its key, the staging truth it must
     "cdr__encounter": ("encounter_key", "SELECT encounter_key AS k, _record_hash AS h FROM staging.stg_his__encounter"),
     "cdr__fee": ("fee_key", "SELECT fee_key AS k, _record_hash AS h FROM staging.stg_his__fee"),
     "cdr__lab_result": ("lab_result_key", "SELECT lab_result_key AS k, _record_hash AS h FROM staging.stg_lis__result"),
+    "cdr__patient": ("patient_key", "SELECT patient_key AS k, _record_hash AS h FROM staging.stg_his__patient"),
+    "cdr__lab_report": ("lab_report_key", "SELECT lab_order_key AS k, _record_hash AS h FROM staging.stg_lis__order"),
     "cdr__order": (
         "order_key",
         "SELECT prescription_key AS k, _record_hash AS h FROM staging.stg_his__prescription "
@@ -159,7 +161,10 @@ def test_daily_increment_applies_updates_deletes_and_empi_changes(built: Built) 
             "SELECT dept_code, dept_std_code, dept_std_name, empi_id FROM cdr.cdr__encounter "
             "WHERE org_code = ? AND local_encounter_id = ?", [RMYY, visit_id]
         )  # fmt: skip
-        stale = wh.scalar("SELECT count(*) FROM cdr.cdr__encounter WHERE empi_id = ?", [merged_from])
+        stale = sum(
+            wh.scalar(f"SELECT count(*) FROM cdr.{model} WHERE empi_id = ?", [merged_from])
+            for model in ("cdr__encounter", "cdr__patient", "cdr__lab_report")
+        )
     assert f"{RMYY}|SF_FYMX:{fee_id}" in before["cdr__fee"] and f"{RMYY}|SF_FYMX:{fee_id}" not in after["cdr__fee"]
     assert visit[0]["dept_code"] == "0102" and visit[0]["dept_std_name"] == "外科"
     assert stale == 0

@@ -25,7 +25,7 @@ select
     d.local_patient_id,
     d.local_encounter_id,
     d.document_type_code,
-    coalesce({{ code_name('code__clinical_document_type', 'd.document_type_code') }}, d.document_type_name)
+    coalesce(c_clinical_document_type.name, d.document_type_name)
         as document_type_name,
     d.template_id,
     d.document_format,
@@ -55,3 +55,4 @@ left join {{ ref('int_encounter_lookup') }} as e
     on e.org_code = d.org_code and e.local_encounter_id = d.local_encounter_id
 left join {{ source('mpi', 'xref') }} as x
     on x.org_code = d.org_code and x.source_system = d.source_system and x.local_id = d.local_patient_id
+{{ code_join('c_clinical_document_type', 'code__clinical_document_type', 'd.document_type_code') }}

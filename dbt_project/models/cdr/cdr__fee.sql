@@ -15,7 +15,7 @@ select
     f.local_fee_id,
     f.fee_category_source_value,
     f.fee_category_code,
-    {{ code_name('code__fee_category', 'f.fee_category_code') }} as fee_category_name,
+    c_fee_category.name as fee_category_name,
     f.amount,
     f.charged_at,
     f._source_key,
@@ -25,4 +25,5 @@ select
     f._source_updated_at,
     f._origin
 from {{ ref('stg_his__fee') }} as f
+{{ code_join('c_fee_category', 'code__fee_category', 'f.fee_category_code') }}
 {{ after_watermark('f._ingested_at') }}

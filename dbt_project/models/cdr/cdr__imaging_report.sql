@@ -11,9 +11,9 @@ select
     r.local_patient_id,
     r.local_encounter_id,
     r.exam_code,
-    coalesce({{ code_name('code__imaging_exam', 'r.exam_code') }}, r.exam_name) as exam_name,
+    coalesce(c_imaging_exam.name, r.exam_name) as exam_name,
     r.modality,
-    {{ code_name('code__modality', 'r.modality') }} as modality_name,
+    c_modality.name as modality_name,
     r.study_time,
     r.findings,
     r.impression,
@@ -32,3 +32,5 @@ left join {{ ref('int_encounter_lookup') }} as e
     on e.org_code = r.org_code and e.local_encounter_id = r.local_encounter_id
 left join {{ source('mpi', 'xref') }} as x
     on x.org_code = r.org_code and x.source_system = r.source_system and x.local_id = r.local_patient_id
+{{ code_join('c_imaging_exam', 'code__imaging_exam', 'r.exam_code') }}
+{{ code_join('c_modality', 'code__modality', 'r.modality') }}

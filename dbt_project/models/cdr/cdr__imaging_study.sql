@@ -39,7 +39,7 @@ select
     s.birth_date,
     s.local_encounter_id,
     s.modality,
-    {{ code_name('code__modality', 's.modality') }} as modality_name,
+    c_modality.name as modality_name,
     s.body_part,
     s.study_time,
     s.study_description,
@@ -54,3 +54,4 @@ left join {{ ref('int_encounter_lookup') }} as e
     on e.org_code = s.org_code and e.local_encounter_id = s.local_encounter_id
 left join {{ source('mpi', 'xref') }} as x
     on x.org_code = s.org_code and x.source_system = s.source_system and x.local_id = s.local_patient_id
+{{ code_join('c_modality', 'code__modality', 's.modality') }}

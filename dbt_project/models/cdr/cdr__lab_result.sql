@@ -23,7 +23,7 @@ select
     r.item_source_code,
     r.item_name,
     r.loinc_code,
-    {{ code_name('code__loinc', 'r.loinc_code') }} as loinc_name,
+    c_loinc.name as loinc_name,
     r.loinc_code_reported,
     r.value_type,
     r.result_value,
@@ -31,7 +31,7 @@ select
     r.result_unit,
     r.reference_range,
     r.abnormal_flag,
-    {{ code_name('code__abnormal_flag', 'r.abnormal_flag') }} as abnormal_flag_name,
+    c_abnormal_flag.name as abnormal_flag_name,
     r.result_status,
     r.observation_time,
     r._source_key,
@@ -44,4 +44,6 @@ from {{ ref('stg_lis__result') }} as r
 left join {{ ref('stg_lis__message') }} as m on m.message_key = r.message_key
 left join {{ source('mpi', 'xref') }} as x
     on x.org_code = r.org_code and x.source_system = r.source_system and x.local_id = m.local_patient_id
+{{ code_join('c_loinc', 'code__loinc', 'r.loinc_code') }}
+{{ code_join('c_abnormal_flag', 'code__abnormal_flag', 'r.abnormal_flag') }}
 {{ after_watermark('r._ingested_at') }}

@@ -63,13 +63,13 @@ select
     split_part(o.patient_key, '|', 3) as local_patient_id,
     o.local_order_id,
     o.order_category_code,
-    {{ code_name('code__order_category', 'o.order_category_code') }} as order_category_name,
+    c_order_category.name as order_category_name,
     o.order_type_source_value,
     o.order_content,
     o.drug_source_code,
-    coalesce(o.drug_name, {{ code_name('code__drug', 'o.drug_source_code') }}) as drug_name,
+    coalesce(o.drug_name, c_drug.name) as drug_name,
     o.drug_atc_code,
-    {{ code_name('code__atc', 'o.drug_atc_code') }} as drug_atc_name,
+    c_atc.name as drug_atc_name,
     o.drug_spec,
     o.quantity,
     o.unit,
@@ -88,3 +88,6 @@ from orders as o
 left join {{ source('mpi', 'xref') }} as x
     on x.org_code = o.org_code and x.source_system = o.source_system
     and x.local_id = split_part(o.patient_key, '|', 3)
+{{ code_join('c_order_category', 'code__order_category', 'o.order_category_code') }}
+{{ code_join('c_drug', 'code__drug', 'o.drug_source_code') }}
+{{ code_join('c_atc', 'code__atc', 'o.drug_atc_code') }}

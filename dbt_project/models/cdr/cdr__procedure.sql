@@ -9,7 +9,7 @@ select
     s.local_procedure_id,
     s.procedure_source_code,
     s.procedure_icd9cm3_code,
-    coalesce({{ code_name('code__icd9cm3', 's.procedure_icd9cm3_code') }}, s.procedure_name) as procedure_name,
+    coalesce(c_icd9cm3.name, s.procedure_name) as procedure_name,
     s.procedure_name as procedure_source_name,
     s.performed_at,
     s.surgeon_id,
@@ -23,3 +23,4 @@ from {{ ref('stg_his__procedure') }} as s
 left join {{ ref('stg_his__patient') }} as p on p.patient_key = s.patient_key
 left join {{ source('mpi', 'xref') }} as x
     on x.org_code = s.org_code and x.source_system = s.source_system and x.local_id = p.local_patient_id
+{{ code_join('c_icd9cm3', 'code__icd9cm3', 's.procedure_icd9cm3_code') }}

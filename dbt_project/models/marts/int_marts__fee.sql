@@ -2,6 +2,8 @@
 -- terminology map) with the group the indicators use (seeds/indicators/fee_category.csv: drug, diagnosis ...)
 -- and the encounter they belong to: outpatient fees count in the month of the visit, inpatient fees in the
 -- month of discharge (出院者 of valid stays only). Fee lines without an encounter are left out.
+-- A view: the two marts that read it aggregate it at once; writing out every fee line again cost more.
+{{ config(materialized='view') }}
 select
     f.fee_key,
     f.org_code,

@@ -8,19 +8,24 @@ select
     r.patient_id as local_patient_id,
     {{ clean('r.name') }} as name,
     r.sex as sex_source_value,
-    {{ decode('map_his__sex', 'r._source_system', 'r.sex') }} as sex_code,
+    m_sex.std_code as sex_code,
     r.birth_date as birth_date_source_value,
     {{ try_date('r.birth_date') }} as birth_date,
     {{ clean('r.id_type') }} as id_type_source_value,
-    {{ decode('map_his__id_type', 'r._source_system', 'r.id_type') }} as id_type_code,
+    m_id_type.std_code as id_type_code,
     upper({{ clean('r.id_no') }}) as id_no,
     {{ clean('r.phone') }} as phone,
     {{ clean('r.address') }} as address,
     {{ clean('r.ethnicity') }} as ethnicity_source_value,
-    {{ decode('map_his__ethnicity', 'r._source_system', 'r.ethnicity') }} as ethnicity_code,
+    m_ethnicity.std_code as ethnicity_code,
     {{ clean('r.marital_status') }} as marital_status_source_value,
-    {{ decode('map_his__marital', 'r._source_system', 'r.marital_status') }} as marital_status_code,
+    m_marital.std_code as marital_status_code,
     {{ clean('r.insurance_type') }} as insurance_type_source_value,
-    {{ decode('map_his__payment_method', 'r._source_system', 'r.insurance_type') }} as payment_method_code,
+    m_payment_method.std_code as payment_method_code,
     {{ lineage_columns('r') }}
 from ({{ current_rows(source('raw', 'his_patient')) }}) as r
+{{ decode_join('m_sex', 'map_his__sex', 'r._source_system', 'r.sex') }}
+{{ decode_join('m_id_type', 'map_his__id_type', 'r._source_system', 'r.id_type') }}
+{{ decode_join('m_ethnicity', 'map_his__ethnicity', 'r._source_system', 'r.ethnicity') }}
+{{ decode_join('m_marital', 'map_his__marital', 'r._source_system', 'r.marital_status') }}
+{{ decode_join('m_payment_method', 'map_his__payment_method', 'r._source_system', 'r.insurance_type') }}

@@ -8,7 +8,7 @@ select
     {{ key(['r._org_code', 'r._source_system', 'r.patient_id']) }} as patient_key,
     {{ clean('r.drug_code') }} as drug_source_code,
     {{ clean('r.drug_name') }} as drug_name,
-    coalesce({{ decode('map_his__drug', 'r._source_system', 'r.drug_code') }}, {{ clean('r.atc_code') }}) as drug_atc_code,
+    coalesce(m_drug.std_code, {{ clean('r.atc_code') }}) as drug_atc_code,
     {{ clean('r.spec') }} as drug_spec,
     {{ try_decimal('r.quantity') }} as quantity,
     {{ clean('r.unit') }} as unit,
@@ -18,3 +18,4 @@ select
     {{ clean('r.doctor_id') }} as doctor_id,
     {{ lineage_columns('r') }}
 from ({{ current_rows(source('raw', 'his_prescription')) }}) as r
+{{ decode_join('m_drug', 'map_his__drug', 'r._source_system', 'r.drug_code') }}

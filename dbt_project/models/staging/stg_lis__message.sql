@@ -13,11 +13,11 @@ select
          then {{ key(['r._org_code', clean('r.patient_id_authority'), clean('r.patient_id')]) }} end as his_patient_key,
     {{ clean('r.family_name') }} || coalesce({{ clean('r.given_name') }}, '') as patient_name,
     {{ clean('r.sex') }} as sex_source_value,
-    {{ decode('map_lis__sex', 'r._source_system', 'r.sex') }} as sex_code,
+    m_sex.std_code as sex_code,
     {{ try_date('r.birth_date') }} as birth_date,
     upper({{ clean('r.id_card_no') }}) as id_no,
     {{ clean('r.patient_class') }} as patient_class_source_value,
-    {{ decode('map_lis__encounter_class', 'r._source_system', 'r.patient_class') }} as encounter_class_code,
+    m_encounter_class.std_code as encounter_class_code,
     {{ clean('r.department') }} as dept_code,
     {{ clean('r.attending_doctor') }} as doctor_id,
     {{ clean('r.visit_number') }} as local_encounter_id,
@@ -25,3 +25,5 @@ select
                          "trim(r.patient_class) = 'I'") }} as encounter_key,
     {{ lineage_columns('r') }}
 from ({{ current_rows(source('raw', 'lis_message')) }}) as r
+{{ decode_join('m_sex', 'map_lis__sex', 'r._source_system', 'r.sex') }}
+{{ decode_join('m_encounter_class', 'map_lis__encounter_class', 'r._source_system', 'r.patient_class') }}

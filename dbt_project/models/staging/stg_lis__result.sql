@@ -8,7 +8,7 @@ select
     r._source_system as source_system,
     {{ clean('r.item_code') }} as item_source_code,
     {{ clean('r.item_name') }} as item_name,
-    {{ decode('map_lis__item', 'r._source_system', 'r.item_code') }} as loinc_code,
+    m_item.std_code as loinc_code,
     case when trim(r.alt_coding_system) = 'LN' then {{ clean('r.alt_code') }} end as loinc_code_reported,
     {{ clean('r.value_type') }} as value_type,
     {{ clean('r.value') }} as result_value,
@@ -20,3 +20,4 @@ select
     {{ try_timestamp('r.observation_time') }} as observation_time,
     {{ lineage_columns('r') }}
 from ({{ current_rows(source('raw', 'lis_result')) }}) as r
+{{ decode_join('m_item', 'map_lis__item', 'r._source_system', 'r.item_code') }}

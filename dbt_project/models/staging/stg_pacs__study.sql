@@ -12,7 +12,7 @@ select
     {{ clean('r.patient_id') }} as local_patient_id,
     {{ clean('r.patient_name') }} as patient_name,
     {{ clean('r.patient_sex') }} as sex_source_value,
-    {{ decode('map_pacs__sex', 'r._source_system', 'r.patient_sex') }} as sex_code,
+    m_sex.std_code as sex_code,
     {{ try_date('r.patient_birth_date') }} as birth_date,
     {{ clean('r.admission_id') }} as local_encounter_id,
     {{ clean('r.modality') }} as modality,
@@ -24,3 +24,4 @@ select
     {{ clean('r.referring_physician') }} as referring_physician,
     {{ lineage_columns('r') }}
 from ({{ current_rows(source('raw', 'pacs_study')) }}) as r
+{{ decode_join('m_sex', 'map_pacs__sex', 'r._source_system', 'r.patient_sex') }}
