@@ -19,7 +19,7 @@ fraction, which `as_text` drops).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import polars as pl
@@ -88,27 +88,22 @@ class SqlAlchemyReader:
         order = f"ORDER BY {WATERMARK}, {table.key} LIMIT :limit"
         return f"SELECT {cols}, {wm} AS {WATERMARK} FROM {table.name} {after}{order}"
 
+    def _page(self, table: TableMapping, ts: str, key: str, batch_size: int, offset: int) -> pl.DataFrame | None:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        sql = text(self._sql(table, from_start=(ts, key) == (EPOCH, "")))
+        result = self._conn.execute(sql, {"ts": ts, "key": key, "limit": batch_size, "offset": offset})
+        names, rows = list(result.keys()), result.fetchall()
+        if not rows:
+            return None
+        return pl.DataFrame(
+            {n: [as_text(v) for v in col] for n, col in zip(names, zip(*rows, strict=True), strict=True)},
+            schema=dict.fromkeys(names, pl.String),
+        )
+
     def pages(self, table: TableMapping, ts: str, key: str, batch_size: int) -> Iterator[pl.DataFrame]:
-        offset = 0
         try:
-            if self._conn is None:
-                self._conn = self.engine.connect()
-            while True:
-                sql = text(self._sql(table, from_start=(ts, key) == (EPOCH, "")))
-                result = self._conn.execute(sql, {"ts": ts, "key": key, "limit": batch_size, "offset": offset})
-                names, rows = list(result.keys()), result.fetchall()
-                if not rows:
-                    return
-                page = pl.DataFrame(
-                    {n: [as_text(v) for v in col] for n, col in zip(names, zip(*rows, strict=True), strict=True)},
-                    schema=dict.fromkeys(names, pl.String),
-                )
-                offset += page.height
-                if not table.snapshot:
-                    ts, key = page[WATERMARK][-1] or EPOCH, page[table.key][-1] or ""
-                yield page
-                if page.height < batch_size:
-                    return
+            yield from _keyset_pages(self._page, table, ts, key, batch_size)
         except SQLAlchemyError as exc:
             first = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
             raise SourceError(f"{self.org_code}: cannot read HIS at {safe_url(self.url)}: {first}") from exc
@@ -117,6 +112,25 @@ class SqlAlchemyReader:
         if self._conn is not None:
             self._conn.close()
         self.engine.dispose()
+
+
+PageFetch = Callable[[TableMapping, str, str, int, int], "pl.DataFrame | None"]
+
+
+def _keyset_pages(read: PageFetch, table: TableMapping, ts: str, key: str, batch_size: int) -> Iterator[pl.DataFrame]:
+    """Pages of `read(table, ts, key, batch_size, offset)` after (ts, key) — by offset for a snapshot table —
+    until a short or empty page."""
+    offset = 0
+    while True:
+        page = read(table, ts, key, batch_size, offset)
+        if page is None or page.height == 0:
+            return
+        offset += page.height
+        if not table.snapshot:
+            ts, key = page[WATERMARK][-1] or EPOCH, page[table.key][-1] or ""
+        yield page
+        if page.height < batch_size:
+            return
 
 
 def _literal(value: str) -> str:
@@ -169,18 +183,11 @@ class ConnectorxReader:
         if not self.throttled:  # one streamed query, cut into pages of exactly batch_size rows
             yield from _rechunk(self._stream(self._sql(table, ts, key, None, 0), batch_size), batch_size)
             return
-        offset = 0
-        while True:
-            chunks = list(self._stream(self._sql(table, ts, key, batch_size, offset), batch_size))
-            page = pl.concat(chunks) if chunks else None
-            if page is None or page.height == 0:
-                return
-            offset += page.height
-            if not table.snapshot:
-                ts, key = page[WATERMARK][-1] or EPOCH, page[table.key][-1] or ""
-            yield page
-            if page.height < batch_size:
-                return
+        yield from _keyset_pages(self._page, table, ts, key, batch_size)
+
+    def _page(self, table: TableMapping, ts: str, key: str, batch_size: int, offset: int) -> pl.DataFrame | None:
+        chunks = list(self._stream(self._sql(table, ts, key, batch_size, offset), batch_size))
+        return pl.concat(chunks) if chunks else None
 
     def close(self) -> None:
         return None
