@@ -122,9 +122,11 @@ def parse_group(files: list[tuple[str, str, str]], one_patient_per_message: bool
     it is unsure of go through the per-message path; rows of all files in one frame per table (`_file`)."""
     columnar = hl7_columnar.extract_files([text for text, _, _ in files], one_patient_per_message)
     slow = [Parsed() for _ in files]
+    leftovers: dict[int, list[tuple[str, int]]] = {}
     for index, item_text, line in columnar.leftovers:
-        rel, org_code = files[index][1], files[index][2]
-        _parse_messages(item_text, rel, org_code, one_patient_per_message, slow[index], line - 1)
+        leftovers.setdefault(index, []).append((item_text, line - 1))
+    for index, texts in leftovers.items():  # one pass per file: frames are built once, not once per message
+        _parse_messages(texts, files[index][1], files[index][2], one_patient_per_message, slow[index])
     tables = _columnar_frames(columnar, [rel for _, rel, _ in files], [org for _, _, org in files])
     counts = dict(columnar.messages.group_by("file").len().iter_rows())
     out = []
@@ -178,14 +180,16 @@ def _columnar_frames(result: hl7_columnar.ColumnarResult, rels: list[str], orgs:
 
 
 def _parse_messages(
-    text: str, rel: str, org_code: str, one_patient_per_message: bool, parsed: Parsed, line_offset: int = 0
+    texts: list[tuple[str, int]], rel: str, org_code: str, one_patient_per_message: bool, parsed: Parsed
 ) -> None:
-    """The per-message path: exact problems for bad messages, exact values for odd ones (appended to `parsed`)."""
+    """The per-message path over texts of one file (text, lines before it): exact problems for bad messages, exact
+    values for odd ones (appended to `parsed`)."""
     spec = hl7.field_spec()
     messages = _Columns([*spec["message"], "message_text"])
     orders = _Columns(["control_id", "order_index", *spec["order"]])
     results = _Columns(["control_id", "order_index", "result_index", *spec["result"]])
-    for item in hl7.split_messages(text, one_patient_per_message):
+    items = ((item, offset) for text, offset in texts for item in hl7.split_messages(text, one_patient_per_message))
+    for item, line_offset in items:
         parsed.rows_in += 1
         line = item.line + line_offset
         if isinstance(item, hl7.Orphan):
@@ -221,7 +225,7 @@ def _parse_messages(
 def parse_text_per_message(text: str, rel: str, org_code: str, one_patient_per_message: bool = True) -> Parsed:
     """The whole file through the per-message path (the columnar path's reference)."""
     parsed = Parsed()
-    _parse_messages(text, rel, org_code, one_patient_per_message, parsed)
+    _parse_messages([(text, 0)], rel, org_code, one_patient_per_message, parsed)
     return parsed
 
 
