@@ -158,6 +158,10 @@ def test_bad_messages_are_quarantined_and_the_rest_lands():
     assert codes == ["hl7_missing_msh", "hl7_no_control_id", "hl7_unsupported_type", "hl7_bad_segment"]
     assert parsed.quarantined[0].original == b"PID|1||LOST\rOBR|1|Y\rOBX|1|NM|A^B||9\r"
     assert all(q.message for q in parsed.quarantined)
+    # the leftovers of a file go through the per-message path together: each keeps its own line in the file
+    origins = [q.origin for q in parsed.quarantined]
+    assert origins[:2] == ["f.hl7#line 5", "f.hl7#line 8"]
+    assert origins == [q.origin for q in parse_text_per_message(text, "f.hl7", "ORG").quarantined]
 
 
 @pytest.mark.parametrize("encoding", ["gb18030"])
