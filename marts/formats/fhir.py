@@ -212,6 +212,7 @@ class FhirFormat:
         kind = "application/fhir+json" if feed.max_records == 1 else "application/fhir+ndjson"
         self.content_type = f"{kind}; fhirVersion={self.version}"
         self.valid: set[str] = set()  # shared resources validated in this run (validate_bundle)
+        self.pooled = 0  # bundles whose validation ran in the validator processes
 
     def system(self, name: str, org: str = "") -> str | None:
         value = self.systems.get(name)
@@ -414,6 +415,7 @@ class FhirFormat:
                 if len(texts) % CHUNK:
                     futures.append(pool.submit(check_texts, texts[-(len(texts) % CHUNK) :]))
                 reasons = [r for f in futures for r in f.result()]
+                self.pooled += len(reasons)
         except BrokenProcessPool:  # a validator died (killed, out of memory, no __main__ guard): validate here
             _drop_pool()
             texts = [bundle_text(self.assemble(r)) for r in records]
