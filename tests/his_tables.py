@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import create_engine, text
@@ -83,3 +86,18 @@ def execute(url: str, sql: str, params: dict[str, Any] | None = None) -> None:
     with engine.begin() as conn:
         conn.execute(text(sql), params or {})
     engine.dispose()
+
+
+@contextmanager
+def scratch_mariadb(server_url: str) -> Iterator[str]:
+    """The URL of a new utf8mb4 database on the MariaDB server `server_url`, dropped afterwards."""
+    name = f"hutong_test_his_{uuid.uuid4().hex[:10]}"
+    server = create_engine(server_url)
+    with server.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+    try:
+        yield f"{server_url}/{name}?charset=utf8mb4"
+    finally:
+        with server.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        server.dispose()

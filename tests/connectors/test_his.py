@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from sqlalchemy import create_engine, text
 
 from connectors.his import SourceError, ingest_all, ingest_institution, load_vendor
 from tests.conftest import MARIADB, write_config
-from tests.his_tables import execute, write_tables
+from tests.his_tables import execute, scratch_mariadb, write_tables
 from warehouse import Warehouse, ensure_core
 
 
@@ -100,12 +97,7 @@ def test_unreachable_source_is_recorded_and_others_continue(tmp_path, warehouse_
 
 @pytest.mark.mariadb
 def test_vendor_b_on_real_mariadb(warehouse_url):
-    name = f"hutong_test_his_{uuid.uuid4().hex[:10]}"
-    server = create_engine(MARIADB)
-    with server.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
-    src = f"{MARIADB}/{name}?charset=utf8mb4"
-    try:
+    with scratch_mariadb(MARIADB) as src:
         write_tables(src, "vendor_b")
         with Warehouse(warehouse_url) as wh:
             ensure_core(wh)
@@ -120,10 +112,6 @@ def test_vendor_b_on_real_mariadb(warehouse_url):
             assert (again.rows_in, again.rows_loaded) == (1, 1)
             assert wh.scalar("SELECT _op FROM raw.his_patient WHERE patient_id = 'B0003' AND _op = 'D'") == "D"
             _reconciles(wh)
-    finally:
-        with server.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        server.dispose()
 
 
 def test_code_dictionary_snapshot_and_detail_tables(tmp_path, warehouse_url):

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from sqlalchemy import create_engine, text
 
 from connectors.his import ingest_institution, load_vendor
 from connectors.his_mapping import parse_timestamp, to_frame
 from tests.conftest import MARIADB
-from tests.his_tables import execute, write_tables
+from tests.his_tables import execute, scratch_mariadb, write_tables
 from warehouse import Warehouse, ensure_core
 
 RAW = ("his_patient", "his_encounter", "his_prescription", "his_code_dict")
@@ -28,12 +27,7 @@ RAW = ("his_patient", "his_encounter", "his_prescription", "his_code_dict")
 @pytest.fixture
 def mariadb_his() -> Iterator[str]:
     """A MariaDB database with both vendors' hand-made tables plus awkward rows (dropped afterwards)."""
-    name = f"hutong_test_his_{uuid.uuid4().hex[:10]}"
-    server = create_engine(MARIADB)
-    with server.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
-    url = f"{MARIADB}/{name}?charset=utf8mb4"
-    try:
+    with scratch_mariadb(MARIADB) as url:
         write_tables(url, "vendor_b")  # DATE, DATETIME and DECIMAL columns
         write_tables(url, "vendor_a")  # text columns, a keyless patient
         execute(url, "INSERT INTO GY_BRXX (BRID, BRXM, GXSJ, ZFBZ) VALUES ('A0100', ' 空格 ', ' 2026-10-20 08:00', "
@@ -47,10 +41,6 @@ def mariadb_his() -> Iterator[str]:
         execute(url, "INSERT INTO code_dict (category, code, name) VALUES ('dept', '01', '全科'), "
                      "('dept', '02', '外科')")  # fmt: skip
         yield url
-    finally:
-        with server.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        server.dispose()
 
 
 def _landed(wh: Warehouse) -> dict[str, pl.DataFrame]:
