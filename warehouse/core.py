@@ -92,6 +92,7 @@ class Warehouse:
         self.read_only = read_only
         self._conn: Any = None
         self._in_tx = False
+        self._tx_serial = 0  # counts outermost transactions, so caches can tell one from the next
 
     # -- connection ------------------------------------------------------------------------------
     def connect(self) -> Warehouse:
@@ -151,6 +152,11 @@ class Warehouse:
     def in_transaction(self) -> bool:
         """Whether statements now run inside `transaction()` (uncommitted until it ends)."""
         return self._in_tx
+
+    @property
+    def transaction_serial(self) -> int:
+        """Which outermost `transaction()` is (or was last) open: a new number for each."""
+        return self._tx_serial
 
     @property
     def conn(self) -> Any:
@@ -232,6 +238,7 @@ class Warehouse:
             yield self
             return
         self._in_tx = True
+        self._tx_serial += 1
         try:
             if self.dialect == "duckdb":
                 self.conn.execute("BEGIN TRANSACTION")

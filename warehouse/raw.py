@@ -18,6 +18,7 @@ from warehouse.load import quote_ident
 
 STAGE = "_hutong_raw_stage"
 NEW = "_hutong_raw_new"
+PRIOR = "_hutong_raw_prior"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 # Columns a connector supplies with each batch besides the payload.
@@ -44,14 +45,27 @@ def lineage_columns() -> dict[str, str]:
 # Raw columns seen committed, per open warehouse connection: raw tables only ever grow, so a batch whose payload
 # columns are all known needs no catalog query (two per batch otherwise).
 _KNOWN: weakref.WeakKeyDictionary[Warehouse, dict[str, frozenset[str]]] = weakref.WeakKeyDictionary()
+# Raw columns seen inside the open transaction (its serial number with them): valid until it ends, since a roll
+# back may drop what it created; a drop folder lands many groups in one transaction.
+_TX_KNOWN: weakref.WeakKeyDictionary[Warehouse, tuple[int, dict[str, frozenset[str]]]] = weakref.WeakKeyDictionary()
+
+
+def _known(wh: Warehouse) -> dict[str, frozenset[str]]:
+    """The columns of raw tables this connection may take as existing now."""
+    if not wh.in_transaction:
+        return _KNOWN.setdefault(wh, {})
+    serial, seen = _TX_KNOWN.get(wh, (-1, {}))
+    if serial != wh.transaction_serial:
+        serial, seen = wh.transaction_serial, {}
+        _TX_KNOWN[wh] = (serial, seen)
+    return _KNOWN.setdefault(wh, {}) | seen
 
 
 def ensure_raw_table(wh: Warehouse, table: str, payload: list[str]) -> None:
     """Create `raw.<table>` or add payload columns that a grown mapping now supplies."""
     if not _NAME.match(table):
         raise ValueError(f"raw table name {table!r} must be lower_snake_case")
-    known = _KNOWN.setdefault(wh, {})
-    if known.get(table, frozenset()).issuperset(payload):
+    if _known(wh).get(table, frozenset()).issuperset(payload):
         return
     qualified = f"raw.{table}"
     wh.execute("CREATE SCHEMA IF NOT EXISTS raw")
@@ -62,13 +76,23 @@ def ensure_raw_table(wh: Warehouse, table: str, payload: list[str]) -> None:
             wh.execute(
                 f"CREATE INDEX IF NOT EXISTS {table}_key_hash ON {qualified} (_org_code, _source_key, _record_hash)"
             )
+        _remember(wh, table, set(columns))
         return
     existing = set(wh.columns(qualified))
-    if not wh.in_transaction:  # what a transaction saw may still roll back
-        known[table] = frozenset(existing)
+    _remember(wh, table, existing)
     for name in payload:
         if name not in existing:
             wh.execute(f"ALTER TABLE {qualified} ADD COLUMN {quote_ident(name)} {sql_type(wh.dialect, 'text')}")
+    _remember(wh, table, existing | set(payload))
+
+
+def _remember(wh: Warehouse, table: str, columns: set[str]) -> None:
+    """Note a raw table's columns: for good outside a transaction, else until the transaction ends."""
+    if wh.in_transaction:
+        _known(wh)  # starts this transaction's cache when it is new
+        _TX_KNOWN[wh][1][table] = frozenset(columns)
+    else:
+        _KNOWN.setdefault(wh, {})[table] = frozenset(columns)
 
 
 def _hash_expr(payload: list[str]) -> str:
@@ -83,7 +107,8 @@ def _staged(wh: Warehouse, frame: pl.DataFrame, columns: dict[str, str]) -> Iter
     """The batch as relation STAGE: a zero-copy Arrow view on DuckDB, a COPY-loaded temp table on PostgreSQL."""
     wh.execute(f"DROP TABLE IF EXISTS {NEW}")
     if wh.dialect == "duckdb":
-        wh.conn.register(STAGE, frame.to_arrow())
+        # string views as they are: the default (oldest) Arrow level would copy every string column
+        wh.conn.register(STAGE, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
         try:
             yield
         finally:
@@ -96,10 +121,20 @@ def _staged(wh: Warehouse, frame: pl.DataFrame, columns: dict[str, str]) -> Iter
     wh.execute(f"DROP TABLE IF EXISTS {STAGE}")  # not in `finally`: a failed PostgreSQL transaction takes no more
 
 
-def _fresh_sql(payload: list[str], qualified: str, repeats: bool) -> str:
+def _prior_sql(qualified: str) -> str:
+    """The landed versions (org, key, hash) of the keys in STAGE: raw is scanned once and probed against the
+    (small) batch, never loaded into a hash table of its own."""
+    return f"""
+        SELECT r._org_code, r._source_key, r._record_hash FROM {qualified} r
+        WHERE EXISTS (SELECT 1 FROM {STAGE} s WHERE s._org_code = r._org_code AND s._source_key = r._source_key)
+    """
+
+
+def _fresh_sql(payload: list[str], repeats: bool) -> str:
     """The rows of STAGE to land (row number, batch id, hash, operation): new (org, key, hash) only, once each.
 
-    `_op` is D for deletes, U when the key is already in raw or an earlier version of it is in the batch, else I.
+    `_op` is D for deletes, U when the key is already in raw (PRIOR) or an earlier version of it is in the batch,
+    else I.
     Without `repeats` (each key once in the batch) no window function is needed.
     """
     dup = "row_number() OVER (PARTITION BY _org_code, _source_key, _record_hash ORDER BY _origin)" if repeats else "1"
@@ -110,11 +145,8 @@ def _fresh_sql(payload: list[str], qualified: str, repeats: bool) -> str:
             SELECT _row, _org_code, _source_key, _source_updated_at, _deleted, _origin, _batch_id,
                    {_hash_expr(payload)} AS _record_hash
             FROM {STAGE}
-        ), prior AS MATERIALIZED (
-            -- the landed versions of the keys in the batch: raw is scanned once and probed against the (small)
-            -- batch, never loaded into a hash table of its own
-            SELECT r._org_code, r._source_key, r._record_hash FROM {qualified} r
-            WHERE EXISTS (SELECT 1 FROM {STAGE} s WHERE s._org_code = r._org_code AND s._source_key = r._source_key)
+        ), prior AS (
+            SELECT * FROM {PRIOR}
         ), unique_rows AS (
             SELECT *, {dup} AS _dup FROM hashed
         ), fresh AS (
@@ -161,6 +193,8 @@ def append_raw(wh: Warehouse, table: str, frame: pl.DataFrame, batch_id: str, in
     }
     if "_batch_id" not in frame.columns:
         frame = frame.with_columns(pl.lit(batch_id).alias("_batch_id"))
+    else:
+        frame = frame.with_columns(pl.col("_batch_id").fill_null(batch_id))
     frame = frame.with_columns(
         [pl.col(c).cast(pl.String) for c in payload]
         + [pl.col("_source_updated_at").cast(pl.Datetime("us")), pl.col("_deleted").cast(pl.Boolean)]
@@ -170,18 +204,40 @@ def append_raw(wh: Warehouse, table: str, frame: pl.DataFrame, batch_id: str, in
     # batches hold each key once, and then every fresh row is its key's first version in the batch
     repeats = bool(frame.select(pl.struct("_org_code", "_source_key").is_duplicated().any()).item())
     qualified = f"raw.{table}"
+    target = [*payload, *lineage_columns()]
+    columns = ", ".join(quote_ident(c) for c in target)
     with wh.transaction(), _staged(wh, frame, stage_cols):
-        wh.execute(f"CREATE TEMP TABLE {NEW} AS {_fresh_sql(payload, qualified, repeats)}", [batch_id])
-        by_batch = {b: n for b, n in wh.query(f"SELECT _batch_id, count(*) FROM {NEW} GROUP BY _batch_id")}
-        loaded = sum(by_batch.values())
-        from_new = {"_batch_id": "n._batch_id", "_ingested_at": "CAST(? AS TIMESTAMP)", "_op": "n._op",
-                    "_record_hash": "n._record_hash"}  # fmt: skip
-        target = [*payload, *lineage_columns()]
-        values = ", ".join(from_new.get(c, f"s.{quote_ident(c)}") for c in target)
-        wh.execute(
-            f"INSERT INTO {qualified} ({', '.join(quote_ident(c) for c in target)}) "
-            f"SELECT {values} FROM {NEW} n JOIN {STAGE} s ON s._row = n._row",
-            [ingested_at],
-        )
-        wh.execute(f"DROP TABLE IF EXISTS {NEW}")
-    return RawAppendResult(rows_in=frame.height, rows_loaded=loaded, loaded_by_batch=by_batch)
+        wh.execute(f"DROP TABLE IF EXISTS {PRIOR}")
+        wh.execute(f"CREATE TEMP TABLE {PRIOR} AS {_prior_sql(qualified)}")
+        if not repeats and not wh.scalar(f"SELECT count(*) FROM {PRIOR}"):
+            # the common case: no key of the batch landed before nor repeated in it, so every row is new
+            computed = {
+                "_batch_id": "_batch_id",
+                "_ingested_at": "CAST(? AS TIMESTAMP)",
+                "_op": "CASE WHEN _deleted THEN 'D' ELSE 'I' END",
+                "_record_hash": _hash_expr(payload),
+            }
+            values = ", ".join(computed.get(c, quote_ident(c)) for c in target)
+            wh.execute(f"INSERT INTO {qualified} ({columns}) SELECT {values} FROM {STAGE}", [ingested_at])
+            by_batch = dict(frame.group_by("_batch_id").len().iter_rows())
+        else:
+            by_batch = _append_fresh(wh, qualified, payload, target, repeats, batch_id, ingested_at)
+        wh.execute(f"DROP TABLE IF EXISTS {PRIOR}")
+    return RawAppendResult(rows_in=frame.height, rows_loaded=sum(by_batch.values()), loaded_by_batch=by_batch)
+
+
+def _append_fresh(wh: Warehouse, qualified: str, payload: list[str], target: list[str], repeats: bool,
+                  batch_id: str, ingested_at: datetime) -> dict[str, int]:  # fmt: skip
+    """Insert the fresh rows of STAGE (checked against PRIOR and each other); rows loaded per batch id."""
+    wh.execute(f"CREATE TEMP TABLE {NEW} AS {_fresh_sql(payload, repeats)}", [batch_id])
+    by_batch = {b: n for b, n in wh.query(f"SELECT _batch_id, count(*) FROM {NEW} GROUP BY _batch_id")}
+    from_new = {"_batch_id": "n._batch_id", "_ingested_at": "CAST(? AS TIMESTAMP)", "_op": "n._op",
+                "_record_hash": "n._record_hash"}  # fmt: skip
+    values = ", ".join(from_new.get(c, f"s.{quote_ident(c)}") for c in target)
+    wh.execute(
+        f"INSERT INTO {qualified} ({', '.join(quote_ident(c) for c in target)}) "
+        f"SELECT {values} FROM {NEW} n JOIN {STAGE} s ON s._row = n._row",
+        [ingested_at],
+    )
+    wh.execute(f"DROP TABLE IF EXISTS {NEW}")
+    return by_batch
