@@ -96,7 +96,7 @@ def write_batches(wh: Warehouse, batches: list[Batch], status: str = "succeeded"
         pl.lit(finished, dtype=pl.Datetime("us")).alias("finished_at"),
     )
     wh.load("ops.ingest_batch", frame)
-    fresh = list({qid: (qid, q, b) for b in batches for qid, q in _new_quarantine(wh, b)}.values())
+    fresh = _new_quarantine(wh, batches)
     if fresh:
         frame = pl.DataFrame(
             {
@@ -121,9 +121,9 @@ def quarantine_id(org_code: str, record: QuarantineRecord) -> str:
     return digest.hexdigest()
 
 
-def _new_quarantine(wh: Warehouse, batch: Batch) -> list[tuple[str, QuarantineRecord]]:
-    """Quarantined records of the batch not already in ops.quarantine."""
-    pending = {quarantine_id(batch.org_code, q): q for q in batch.quarantined}
+def _new_quarantine(wh: Warehouse, batches: list[Batch]) -> list[tuple[str, QuarantineRecord, Batch]]:
+    """Quarantined records of the batches not already in ops.quarantine (each id once), looked up 500 at a time."""
+    pending = {quarantine_id(b.org_code, q): (q, b) for b in batches for q in b.quarantined}
     ids = list(pending)
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
@@ -131,7 +131,7 @@ def _new_quarantine(wh: Warehouse, batch: Batch) -> list[tuple[str, QuarantineRe
         sql = f"SELECT quarantine_id FROM ops.quarantine WHERE quarantine_id IN ({marks})"
         for (existing,) in wh.query(sql, chunk):
             pending.pop(existing, None)
-    return list(pending.items())
+    return [(qid, q, b) for qid, (q, b) in pending.items()]
 
 
 def record_failure(wh: Warehouse, batch: Batch, error: str) -> None:
