@@ -117,6 +117,8 @@ def run_part(part: str, config_path: Path) -> dict[str, object]:
         if part == "lis":
             out["results"] = wh.count("raw.lis_result")
             out["append_seconds"] = landing[0] if landing else 0.0
+        closing = time.perf_counter()
+    out["close_seconds"] = time.perf_counter() - closing  # DuckDB checkpoints what the WAL still holds on close
     if part == "lis":
         out["hl7apy_per_s"] = _hl7apy_baseline(config)
     out["peak_rss_mib"] = _peak_mib()
@@ -299,6 +301,8 @@ def _row(r: dict[str, object]) -> str:
     line = f"{part:14s} {records:>11,} {seconds:>8.1f}s {records / seconds:>11,.0f}/s {r['peak_rss_mib']:>8,.0f} MiB"
     if "cpu_seconds" in r:
         line += f"   CPU {float(r['cpu_seconds']):,.1f} s ({records / max(float(r['cpu_seconds']), 1e-9):,.0f}/CPU-s)"  # type: ignore[arg-type]
+    if "close_seconds" in r:
+        line += f"   close {float(r['close_seconds']):.1f}s"  # type: ignore[arg-type]
     if "source_cpu_seconds" in r:
         line += f" + MariaDB server {float(r['source_cpu_seconds']):,.1f} CPU-s"  # type: ignore[arg-type]
     if part == "lis":
