@@ -36,31 +36,50 @@ def decode(data: bytes) -> tuple[str, str]:
 
 
 class _Columns:
-    """Column-wise row builder (much cheaper than one dict per row for hundreds of thousands of rows)."""
+    """Column-wise row builder (much cheaper than one dict per row for hundreds of thousands of rows); rows of
+    several files at once, each row with its file's index."""
 
     def __init__(self, payload: Iterable[str]) -> None:
         self.payload = list(payload)
         self.data: dict[str, list[Any]] = {c: [] for c in [*self.payload, "_source_key", "_source_updated_at",
-                                                             "_origin"]}  # fmt: skip
+                                                             "_origin", "_file"]}  # fmt: skip
 
-    def add(self, values: dict[str, Any], key: str, updated: Any, origin: str) -> None:
+    def add(self, values: dict[str, Any], key: str, updated: Any, origin: str, file: int) -> None:
         for column in self.payload:
             self.data[column].append(values.get(column))
         self.data["_source_key"].append(key)
         self.data["_source_updated_at"].append(updated)
         self.data["_origin"].append(origin)
+        self.data["_file"].append(file)
 
-    def frame(self, org_code: str) -> pl.DataFrame:
+    def frame(self, orgs: list[str]) -> pl.DataFrame:
+        """The rows with lineage (`orgs`: org code of each file index) and column `_file`."""
         n = len(self.data["_source_key"])
+        files = pl.Series("_file", self.data["_file"], dtype=pl.Int64)
         columns = {c: pl.Series(c, self.data[c], dtype=pl.String) for c in self.payload}
         return pl.DataFrame(columns).with_columns(
-            pl.lit(org_code).alias("_org_code"),
+            pl.Series("_org_code", orgs, dtype=pl.String).gather(files),
             pl.lit(SOURCE_SYSTEM).alias("_source_system"),
             pl.Series("_source_key", self.data["_source_key"], dtype=pl.String),
             pl.Series("_source_updated_at", self.data["_source_updated_at"], dtype=pl.Datetime("us")),
             pl.Series("_deleted", [False] * n, dtype=pl.Boolean),
             pl.Series("_origin", self.data["_origin"], dtype=pl.String),
+            files,
         )
+
+
+class _SlowRows:
+    """Rows the per-message path extracted, for all files of a group: each table's frame is built once."""
+
+    def __init__(self) -> None:
+        spec = hl7.field_spec()
+        self.messages = _Columns([*spec["message"], "message_text"])
+        self.orders = _Columns(["control_id", "order_index", *spec["order"]])
+        self.results = _Columns(["control_id", "order_index", "result_index", *spec["result"]])
+
+    def frames(self, orgs: list[str]) -> dict[str, pl.DataFrame]:
+        return {MESSAGE_TABLE: self.messages.frame(orgs), ORDER_TABLE: self.orders.frame(orgs),
+                RESULT_TABLE: self.results.frame(orgs)}  # fmt: skip
 
 
 @dataclass
@@ -125,21 +144,22 @@ def parse_group(files: list[tuple[str, str, str]], one_patient_per_message: bool
     leftovers: dict[int, list[tuple[str, int]]] = {}
     for index, item_text, line in columnar.leftovers:
         leftovers.setdefault(index, []).append((item_text, line - 1))
-    for index, texts in leftovers.items():  # one pass per file: frames are built once, not once per message
-        _parse_messages(texts, files[index][1], files[index][2], one_patient_per_message, slow[index])
-    tables = _columnar_frames(columnar, [rel for _, rel, _ in files], [org for _, _, org in files])
+    rows = _SlowRows()  # one set of frames for the group's odd messages, not one per file that has any
+    for index, texts in leftovers.items():
+        _parse_messages(texts, files[index][1], index, one_patient_per_message, slow[index], rows)
+    orgs = [org for _, _, org in files]
+    tables = _columnar_frames(columnar, [rel for _, rel, _ in files], orgs)
     counts = dict(columnar.messages.group_by("file").len().iter_rows())
+    extra = rows.frames(orgs)
+    slow_counts = dict(extra[MESSAGE_TABLE].group_by("_file").len().iter_rows())
     out = []
-    for index, extra in enumerate(slow):
-        landed = counts.get(index, 0) + (extra.tables[MESSAGE_TABLE].height if extra.tables else 0)
-        out.append(Parsed(rows_in=counts.get(index, 0) + extra.rows_in, quarantined=extra.quarantined,
+    for index, parsed in enumerate(slow):
+        landed = counts.get(index, 0) + slow_counts.get(index, 0)
+        out.append(Parsed(rows_in=counts.get(index, 0) + parsed.rows_in, quarantined=parsed.quarantined,
                           rows_out=landed))  # fmt: skip
-        for table, frame in extra.tables.items():
-            if frame.height:
-                tables[table] = pl.concat(
-                    [tables[table], frame.with_columns(pl.lit(index, dtype=pl.Int64).alias("_file"))
-                     .select(tables[table].columns)]
-                )  # fmt: skip
+    for table, frame in extra.items():
+        if frame.height:
+            tables[table] = pl.concat([tables[table], frame.select(tables[table].columns)])
     return ParsedGroup(out, tables)
 
 
@@ -180,14 +200,10 @@ def _columnar_frames(result: hl7_columnar.ColumnarResult, rels: list[str], orgs:
 
 
 def _parse_messages(
-    texts: list[tuple[str, int]], rel: str, org_code: str, one_patient_per_message: bool, parsed: Parsed
+    texts: list[tuple[str, int]], rel: str, file: int, one_patient_per_message: bool, parsed: Parsed, rows: _SlowRows
 ) -> None:
-    """The per-message path over texts of one file (text, lines before it): exact problems for bad messages, exact
-    values for odd ones (appended to `parsed`)."""
-    spec = hl7.field_spec()
-    messages = _Columns([*spec["message"], "message_text"])
-    orders = _Columns(["control_id", "order_index", *spec["order"]])
-    results = _Columns(["control_id", "order_index", "result_index", *spec["result"]])
+    """The per-message path over texts of one file (text, lines before it; `file` its index): exact problems for
+    bad messages (counted and quarantined in `parsed`), exact values for odd ones (rows added to `rows`)."""
     items = ((item, offset) for text, offset in texts for item in hl7.split_messages(text, one_patient_per_message))
     for item, line_offset in items:
         parsed.rows_in += 1
@@ -208,24 +224,21 @@ def _parse_messages(
         row["message_text"] = item.text
         updated = hl7.hl7_time(row["message_time"])
         origin = f"{rel}#{control}"
-        messages.add(row, control, updated, origin)
+        rows.messages.add(row, control, updated, origin, file)
         for index, order in enumerate(order_rows, start=1):
             order["control_id"], order["order_index"] = control, str(index)
-            orders.add(order, f"{control}:{index}", updated, origin)
+            rows.orders.add(order, f"{control}:{index}", updated, origin, file)
         for index, result in enumerate(result_rows, start=1):
             result["control_id"], result["order_index"] = control, str(result.pop("obr_index"))
             result["result_index"] = str(index)
-            results.add(result, f"{control}:{result['order_index']}:{index}", updated, origin)
-    for table, columns in ((MESSAGE_TABLE, messages), (ORDER_TABLE, orders), (RESULT_TABLE, results)):
-        frame = columns.frame(org_code)
-        earlier = parsed.tables.get(table)
-        parsed.tables[table] = frame if earlier is None else pl.concat([earlier, frame])
+            rows.results.add(result, f"{control}:{result['order_index']}:{index}", updated, origin, file)
 
 
 def parse_text_per_message(text: str, rel: str, org_code: str, one_patient_per_message: bool = True) -> Parsed:
     """The whole file through the per-message path (the columnar path's reference)."""
-    parsed = Parsed()
-    _parse_messages([(text, 0)], rel, org_code, one_patient_per_message, parsed)
+    parsed, rows = Parsed(), _SlowRows()
+    _parse_messages([(text, 0)], rel, 0, one_patient_per_message, parsed, rows)
+    parsed.tables = {table: frame.drop("_file") for table, frame in rows.frames([org_code]).items()}
     return parsed
 
 
