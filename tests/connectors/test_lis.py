@@ -276,15 +276,22 @@ KILLER = textwrap.dedent(
     from hutong.config import load_config
     from warehouse import Warehouse, ensure_core
 
-    real_flush, calls = drop.append_raw, []
+    commits, groups = [0], [0]  # transactions committed; groups landed in the open transaction
+    real_commit, real_flush, real_append = drop._Transactions.commit, drop._flush, drop.append_raw
+    def commit(self):
+        real_commit(self)
+        commits[0], groups[0] = commits[0] + 1, 0
+    def flush(*args):
+        real_flush(*args)
+        groups[0] += 1
     def dying_append(wh, table, frame, batch_id, ingested_at):
-        result = real_flush(wh, table, frame, batch_id, ingested_at)
-        calls.append(table)
-        if len(calls) == 5:  # mid-transaction of the second group: rows appended, nothing committed
+        result = real_append(wh, table, frame, batch_id, ingested_at)
+        if commits[0] and groups[0]:  # one transaction committed; the open one holds a group and half the next
             os.kill(os.getpid(), signal.SIGKILL)
         return result
-    drop.append_raw = dying_append
+    drop._Transactions.commit, drop._flush, drop.append_raw = commit, flush, dying_append
     drop.GROUP_BYTES = int(sys.argv[2])
+    drop.TX_BYTES = 3 * drop.GROUP_BYTES  # several groups per transaction
     config = load_config(sys.argv[1])
     with Warehouse(config.warehouse_url) as wh:
         ensure_core(wh)
@@ -301,7 +308,7 @@ def test_killed_mid_batch_then_rerun_loses_nothing_and_duplicates_nothing(tmp_pa
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
     with Warehouse(warehouse_url) as wh:
         partial = wh.scalar("SELECT count(*) FROM raw.lis_message")
-        assert 0 < partial < sum(truth.values())  # the first group committed, the second did not
+        assert 0 < partial < sum(truth.values())  # the first transaction committed, the second did not
         ingest(wh, config, kinds=["lis"])
         for inst in config.institutions:
             org = inst.org_code
