@@ -26,8 +26,20 @@ def table_columns(qualified: str) -> dict[str, str]:
     return dict(contracts()["tables"][qualified]["columns"])
 
 
-def create_table_sql(dialect: str, qualified: str, columns: dict[str, str], key: list[str] | None = None) -> str:
-    cols = [f"{quote_ident(name)} {sql_type(dialect, logical)}" for name, logical in columns.items()]
+def create_table_sql(
+    dialect: str,
+    qualified: str,
+    columns: dict[str, str],
+    key: list[str] | None = None,
+    compression: dict[str, str] | None = None,
+) -> str:
+    """`CREATE TABLE IF NOT EXISTS`; `compression` names a storage compression for some columns (DuckDB only)."""
+    using = compression or {}
+    cols = [
+        f"{quote_ident(name)} {sql_type(dialect, logical)}"
+        + (f" USING COMPRESSION {using[name]}" if name in using and dialect == "duckdb" else "")
+        for name, logical in columns.items()
+    ]
     if key:
         cols.append(f"PRIMARY KEY ({', '.join(quote_ident(k) for k in key)})")
     return f"CREATE TABLE IF NOT EXISTS {qualified} (\n  " + ",\n  ".join(cols) + "\n)"

@@ -71,7 +71,8 @@ def ensure_raw_table(wh: Warehouse, table: str, payload: list[str]) -> None:
     wh.execute("CREATE SCHEMA IF NOT EXISTS raw")
     if not wh.table_exists(qualified):
         columns = {name: "text" for name in payload} | lineage_columns()
-        wh.execute(create_table_sql(wh.dialect, qualified, columns))
+        whole = {name: "zstd" for name in contracts().get("raw_whole_record_columns", []) if name in columns}
+        wh.execute(create_table_sql(wh.dialect, qualified, columns, compression=whole))
         if wh.dialect == "postgres":
             wh.execute(
                 f"CREATE INDEX IF NOT EXISTS {table}_key_hash ON {qualified} (_org_code, _source_key, _record_hash)"

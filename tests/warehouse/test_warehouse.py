@@ -159,3 +159,42 @@ def test_iter_batches_streams_everything(warehouse_url):
                                                "source_table": "t"}))  # fmt: skip
         sizes = [b.height for b in wh.iter_batches("SELECT * FROM ops.watermark", size=10)]
     assert sizes == [10, 10, 5]
+
+
+def test_append_raw_new_keys_land_straight_with_their_operation(warehouse_url):
+    """A batch of keys raw has not seen, each once (the direct insert): deletes are D, the rest I; rows without a
+    batch id take the call's."""
+    t0 = datetime(2026, 10, 1, 8)
+    batch = _batch(["甲", "乙"], [False, True], [t0, t0]).with_columns(pl.Series("_batch_id", ["b1", None]))
+    with Warehouse(warehouse_url) as wh:
+        ensure_core(wh)
+        result = append_raw(wh, "his_patient", batch, "b2", t0)
+        rows = wh.query("SELECT _source_key, _op, _batch_id FROM raw.his_patient ORDER BY _source_key")
+    assert (result.rows_loaded, result.loaded_by_batch) == (2, {"b1": 1, "b2": 1})
+    assert rows == [("T:0", "I", "b1"), ("T:1", "D", "b2")]
+
+
+def test_raw_table_created_in_a_rolled_back_transaction_is_created_again(warehouse_url):
+    with Warehouse(warehouse_url) as wh:
+        ensure_core(wh)
+        with pytest.raises(RuntimeError), wh.transaction():
+            append_raw(wh, "his_patient", _batch(["甲"], [False], [None]), "b1", datetime(2026, 1, 1))
+            raise RuntimeError("the group fails after its rows were appended")
+        assert not wh.table_exists("raw.his_patient")
+        with wh.transaction():
+            again = append_raw(wh, "his_patient", _batch(["甲"], [False], [None]), "b2", datetime(2026, 1, 1))
+        assert again.rows_loaded == wh.count("raw.his_patient") == 1
+
+
+def test_whole_record_columns_are_stored_with_zstd_on_duckdb(tmp_path):
+    text = "MSH|^~\\&|LIS|ORG|H|H|20261008141800||ORU^R01|C1|P|2.5\rPID|1||P1\r" * 40
+    batch = _batch(["甲", "乙"], [False, False], [None, None]).with_columns(pl.lit(text).alias("message_text"))
+    with Warehouse(f"duckdb:///{tmp_path}/w.duckdb") as wh:
+        ensure_core(wh)
+        append_raw(wh, "lis_message", batch, "b1", datetime(2026, 1, 1))
+        wh.execute("CHECKPOINT")
+        kinds = dict(wh.query("SELECT column_name, any_value(compression) FROM pragma_storage_info('raw.lis_message') "
+                              "WHERE segment_type = 'VARCHAR' GROUP BY 1"))  # fmt: skip
+        assert wh.query("SELECT DISTINCT message_text FROM raw.lis_message") == [(text,)]
+    assert "message_text" in contracts()["raw_whole_record_columns"]
+    assert kinds["message_text"] == "ZSTD" and kinds["name"] != "ZSTD"
