@@ -257,6 +257,25 @@ def _read(job: FolderJob, path: Path, rel: str, run: SourceRun, seen: set[tuple[
 
 
 @dataclass
+class _Found:
+    """A dropped file listed for a group: read, checked against the files landed before (`seen`) and parsed in the
+    parse thread, so the landing thread never waits for the disk or for hashing."""
+
+    job: FolderJob
+    path: Path
+    rel: str
+    seen: set[tuple[str, str]]
+    size: int  # on disk, when listed
+
+
+def _read_group(found: list[_Found], runs: dict[tuple[str, str], SourceRun]) -> _Group:
+    """Read the listed files (skipping those landed before with the same bytes) and parse the rest as a group."""
+    files = [_read(f.job, f.path, f.rel, runs[(f.job.org_code, f.job.kind.kind)], f.seen) for f in found]
+    kept = [file for file in files if file is not None]
+    return _parse_group(kept) if kept else _Group([], {})
+
+
+@dataclass
 class _Group:
     """Files parsed together, ready to land: their ledger items and the raw rows of all (with `_batch_id`)."""
 
@@ -501,7 +520,7 @@ def ingest_folders(
             raise SourceError(f"{job.org_code}: {job.kind.kind} drop folder {job.folder} does not exist")
     group_bytes = group_bytes or GROUP_BYTES
     runs = {(job.org_code, job.kind.kind): SourceRun(job.org_code, job.kind.kind) for job in jobs}
-    group: list[_File] = []
+    group: list[_Found] = []
     size = 0
     parse_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hutong-parse")
     with parse_thread as parser, _Transactions(wh, runs, cutoff) as tx:
@@ -509,7 +528,7 @@ def ingest_folders(
 
         def hand_over() -> None:
             nonlocal landing, group, size
-            parsing = parser.submit(_parse_group, group)
+            parsing = parser.submit(_read_group, group, runs)
             if landing is not None:
                 tx.land(landing.result())
             landing, group, size = parsing, [], 0
@@ -524,13 +543,11 @@ def ingest_folders(
                     (day is not None and file_day != day) or (until is not None and file_day > until)
                 ):
                     continue
-                file = _read(job, path, rel, run, seen)
-                if file is None:
-                    continue
+                found = _Found(job, path, rel, seen, path.stat().st_size)
                 if group and group[0].job.kind != job.kind:  # another reader (settings differ): a group of its own
                     hand_over()
-                group.append(file)
-                size += len(file.data)
+                group.append(found)
+                size += found.size
                 if size >= group_bytes or len(group) >= GROUP_FILES:
                     hand_over()
                     if progress:
