@@ -271,3 +271,59 @@ left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_exp
     where n.lab_report_key = t.lab_report_key and n.empi_id is not null
       and (t.empi_id is null or t.empi_id <> n.empi_id)
 {%- endmacro %}
+
+{# The encounter key and HIS patient key by (institution, local encounter id), for sources (PACS, EMR) that name a
+   visit by its HIS number only (vendor_a's GH/ZY numbers and vendor_b's visit ids do not collide within an
+   institution), looked up only for the pairs `ids_sql` selects (org_code, local_encounter_id): aggregating every
+   CDR encounter cost more than the models that read it. #}
+{% macro encounter_lookup(ids_sql) -%}
+    select e.org_code, e.local_encounter_id, min(e.encounter_key) as encounter_key, min(e.patient_key) as patient_key
+    from {{ ref('cdr__encounter') }} as e
+    where exists (
+        select 1 from ({{ ids_sql }}) as wanted
+        where wanted.org_code = e.org_code and wanted.local_encounter_id = e.local_encounter_id
+    )
+    group by e.org_code, e.local_encounter_id
+{%- endmacro %}
+
+{# Post-hook of an incremental model linked to the HIS encounter by (org_code, local_encounter_id): re-point
+   encounter_key and patient_key at the encounter lookup's current answer (an encounter landed, changed or deleted
+   after the row was built), as a full rebuild would. #}
+{% macro relink_encounter(key_column) -%}
+    update {{ this }} as t set encounter_key = n.encounter_key, patient_key = n.patient_key
+    from (
+        select r.{{ key_column }} as row_key, l.encounter_key, l.patient_key
+        from {{ this }} as r
+        left join ({{ encounter_lookup('select org_code, local_encounter_id from ' ~ this) }}) as l
+            on l.org_code = r.org_code and l.local_encounter_id = r.local_encounter_id
+    ) as n
+    where n.row_key = t.{{ key_column }}
+      and (t.encounter_key is distinct from n.encounter_key or t.patient_key is distinct from n.patient_key)
+{%- endmacro %}
+
+{# In an incremental model that aggregates the rows of a raw table by a group (a DICOM study's instances, a
+   document's sections): the groups of every raw version — current, older or a delete — of the keys with a version
+   landed after the model's watermark, i.e. every group whose rows changed, including groups a row left. #}
+{% macro touched_groups(relation, group_expr) -%}
+    select {{ group_expr }} from {{ relation }} as v
+    where exists (
+        select 1 from {{ relation }} as n
+        where n._ingested_at > {{ incremental_watermark() }}
+          and n._org_code = v._org_code and n._source_key = v._source_key
+    )
+{%- endmacro %}
+
+{# The watermark an incremental model held before its current load (what the pre-hook `record_load` wrote to
+   ops.dbt_load), for post-hooks that look at what landed since. #}
+{% macro previous_watermark() -%}
+    (select coalesce(max(l.loaded_after), cast('1900-01-01' as timestamp)) from ops.dbt_load as l
+     where l.model_name = '{{ this.identifier }}'
+       and l.recorded_at = (select max(m.recorded_at) from ops.dbt_load as m where m.model_name = '{{ this.identifier }}'))
+{%- endmacro %}
+
+{# Keys (org_code || '|' || _source_key) of a raw table with a delete version landed after the model's previous
+   watermark: candidates for a post-hook that drops rows whose upstream row is gone. #}
+{% macro deleted_since_last_load(raw_relation) -%}
+    select d._org_code || '|' || d._source_key from {{ raw_relation }} as d
+    where d._op = 'D' and d._ingested_at > {{ previous_watermark() }}
+{%- endmacro %}

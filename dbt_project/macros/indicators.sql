@@ -37,3 +37,39 @@
                < extract(month from cast({{ birth }} as date)) * 100 + extract(day from cast({{ birth }} as date))
           then 1 else 0 end)
 {%- endmacro %}
+
+{# Post-hook of int_marts__stay: drop the stays whose encounter was deleted or is no longer an inpatient stay
+   (candidates: encounters landed or deleted since the previous load). #}
+{% macro drop_gone_stays() -%}
+    delete from {{ this }}
+    where encounter_key in (
+        select n.encounter_key from {{ ref('cdr__encounter') }} as n
+        where n._ingested_at > {{ previous_watermark() }} and n.encounter_class_code is distinct from '3'
+        union all
+        {{ deleted_since_last_load(source('raw', 'his_encounter')) }}
+    )
+    and not exists (
+        select 1 from {{ ref('cdr__encounter') }} as e
+        where e.encounter_key = {{ this }}.encounter_key and e.encounter_class_code = '3'
+    )
+{%- endmacro %}
+
+{# Post-hook of int_marts__fee: drop the fee lines whose fee or encounter left the CDR or whose fee now names an
+   encounter the CDR does not hold (candidates: fees landed or deleted and encounters deleted since the previous
+   load). #}
+{% macro drop_gone_fees() -%}
+    delete from {{ this }}
+    where (
+        fee_key in (
+            select n.fee_key from {{ ref('cdr__fee') }} as n where n._ingested_at > {{ previous_watermark() }}
+            union all
+            {{ deleted_since_last_load(source('raw', 'his_fee')) }}
+        )
+        or encounter_key in ({{ deleted_since_last_load(source('raw', 'his_encounter')) }})
+    )
+    and not exists (
+        select 1 from {{ ref('cdr__fee') }} as f
+        inner join {{ ref('cdr__encounter') }} as e on e.encounter_key = f.encounter_key
+        where f.fee_key = {{ this }}.fee_key and f.encounter_key = {{ this }}.encounter_key
+    )
+{%- endmacro %}

@@ -25,13 +25,15 @@ having count(*) > 1
     {%- endif -%}
 {%- endmacro %}
 
-{# The filter "landed in the model's last load" when `relation` is an incremental model; '' otherwise. #}
+{# The filter "landed in the model's last load" when `relation` is an incremental model, or a view whose config
+   names the incremental model it projects row for row (`meta: {last_load_of: <model>}`, e.g. cdr__diagnosis of
+   cdr__encounter: its rows carry that model's `_ingested_at`); '' otherwise. #}
 {% macro last_load_filter(relation) -%}
     {%- if not execute or var('hutong_full_tests', false) or relation.identifier is none -%}{{ return('') }}{%- endif -%}
     {%- for node in graph.nodes.values() -%}
-        {%- if node.resource_type == 'model' and node.alias == relation.identifier
-              and node.schema == relation.schema and node.config.materialized == 'incremental' -%}
-            {%- set name = "'" ~ relation.identifier ~ "'" -%}
+        {%- if node.resource_type == 'model' and node.alias == relation.identifier and node.schema == relation.schema
+              and (node.config.materialized == 'incremental' or node.config.meta.get('last_load_of')) -%}
+            {%- set name = "'" ~ (node.config.meta.get('last_load_of') or relation.identifier) ~ "'" -%}
             {{ return("_ingested_at > coalesce((select l.loaded_after from ops.dbt_load as l where l.model_name = "
                       ~ name ~ " and l.recorded_at = (select max(m.recorded_at) from ops.dbt_load as m where m.model_name = "
                       ~ name ~ ")), cast('1900-01-01' as timestamp))") }}

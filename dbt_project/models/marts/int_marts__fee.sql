@@ -2,8 +2,14 @@
 -- terminology map) with the group the indicators use (seeds/indicators/fee_category.csv: drug, diagnosis ...)
 -- and the encounter they belong to: outpatient fees count in the month of the visit, inpatient fees in the
 -- month of discharge (出院者 of valid stays only). Fee lines without an encounter are left out.
--- A view: the two marts that read it aggregate it at once; writing out every fee line again cost more.
-{{ config(materialized='view') }}
+-- Incremental: a run re-derives the fee lines landed after the watermark (the newer landing of fee and encounter)
+-- and every fee line of an encounter landed after it; the post-hook drops lines whose fee or encounter left the CDR.
+{{ config(
+    materialized='incremental',
+    unique_key='fee_key',
+    incremental_strategy='delete+insert',
+    post_hook=["{{ drop_gone_fees() }}"],
+) }}
 select
     f.fee_key,
     f.org_code,
@@ -22,7 +28,13 @@ select
     c.fee_group,
     f.fee_category_source_value,
     cast(f.amount as numeric(18, 2)) as amount,
-    f._origin
+    f._origin,
+    greatest(f._ingested_at, e._ingested_at) as _ingested_at
 from {{ ref('cdr__fee') }} as f
 inner join {{ ref('cdr__encounter') }} as e on e.encounter_key = f.encounter_key
 left join {{ ref('fee_category') }} as c on c.fee_category_code = f.fee_category_code
+{%- if is_incremental() %}
+where f._ingested_at > {{ incremental_watermark() }}
+   or f.encounter_key in (select n.encounter_key from {{ ref('cdr__encounter') }} as n
+                          where n._ingested_at > {{ incremental_watermark() }})
+{%- endif %}
