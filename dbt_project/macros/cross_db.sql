@@ -327,3 +327,51 @@ left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_exp
     select d._org_code || '|' || d._source_key from {{ raw_relation }} as d
     where d._op = 'D' and d._ingested_at > {{ previous_watermark() }}
 {%- endmacro %}
+
+{# current_rows for a public-health staging model that keeps a service entered twice under two ids once (ranked
+   within a resident's record, `group_column` = record_no): an incremental run re-derives every key of each record
+   a changed key is in or was in (its versions' records), so the ranking sees the whole record, as a full build does.
+   A latest version that is a delete is kept (delete+insert replaces the held row; `drop_deleted_rows` removes it).
+   The model ranks deletes apart (`_op = 'D'` in its partition) and keeps ranks > 1 in an incremental batch so that
+   delete+insert replaces their held rows; the post-hook `drop_duplicate_services` removes them. #}
+{% macro current_rows_of_groups(relation, group_column) -%}
+    {%- if is_incremental() %}
+    {%- set touched -%}
+        select distinct v._org_code, trim(v.{{ group_column }}) as grp from {{ relation }} as v
+        where exists (
+            select 1 from {{ relation }} as n
+            where n._ingested_at > {{ incremental_watermark() }}
+              and n._org_code = v._org_code and n._source_key = v._source_key
+        )
+    {%- endset %}
+    select * from (
+        select v.*, {{ version_rank() }} as _version_rank
+        from {{ relation }} as v
+        where exists (
+            select 1 from {{ relation }} as k
+            inner join ({{ touched }}) as t on t._org_code = k._org_code and t.grp = trim(k.{{ group_column }})
+            where k._org_code = v._org_code and k._source_key = v._source_key
+        )
+    ) as versions
+    where _version_rank = 1
+      and (_op = 'D' or exists (
+          select 1 from ({{ touched }}) as t
+          where t._org_code = versions._org_code and t.grp = trim(versions.{{ group_column }})
+      ))
+    {%- else %}
+    {{ current_rows(relation) }}
+    {%- endif %}
+{%- endmacro %}
+
+{# The rows a service-deduplicating model keeps: rank 1 (a full build filters; an incremental batch keeps every
+   rank, see current_rows_of_groups). #}
+{% macro first_service_only() -%}
+    {%- if not is_incremental() %}
+    where _service_rank = 1
+    {%- endif %}
+{%- endmacro %}
+
+{# Post-hook of a service-deduplicating staging model: a service entered twice keeps its first id only. #}
+{% macro drop_duplicate_services() -%}
+    delete from {{ this }} where _service_rank > 1
+{%- endmacro %}

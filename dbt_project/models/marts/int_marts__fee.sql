@@ -3,13 +3,15 @@
 -- and the encounter they belong to: outpatient fees count in the month of the visit, inpatient fees in the
 -- month of discharge (出院者 of valid stays only). Fee lines without an encounter are left out.
 -- Incremental: a run re-derives the fee lines landed after the watermark (the newer landing of fee and encounter)
--- and every fee line of an encounter landed after it; the post-hook drops lines whose fee or encounter left the CDR.
+-- and every fee line of an encounter landed after it (a union of the two, each filter on its own side); the post-hook drops lines whose fee or encounter left the CDR.
 {{ config(
     materialized='incremental',
     unique_key='fee_key',
     incremental_strategy='delete+insert',
     post_hook=["{{ drop_gone_fees() }}"],
 ) }}
+{%- set batches = [none] if not is_incremental() else ['f', 'e'] %}
+{%- for side in batches %}
 select
     f.fee_key,
     f.org_code,
@@ -33,8 +35,10 @@ select
 from {{ ref('cdr__fee') }} as f
 inner join {{ ref('cdr__encounter') }} as e on e.encounter_key = f.encounter_key
 left join {{ ref('fee_category') }} as c on c.fee_category_code = f.fee_category_code
-{%- if is_incremental() %}
-where f._ingested_at > {{ incremental_watermark() }}
-   or f.encounter_key in (select n.encounter_key from {{ ref('cdr__encounter') }} as n
-                          where n._ingested_at > {{ incremental_watermark() }})
+{%- if side %}
+where {{ side }}._ingested_at > {{ incremental_watermark() }}
 {%- endif %}
+{%- if not loop.last %}
+union
+{%- endif %}
+{%- endfor %}
