@@ -229,12 +229,14 @@ left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_exp
     )
 {%- endmacro %}
 
-{# Post-hook of an incremental CDR model: re-point empi_id at the master patient index's current answer
-   (merges and unlinks after the row was built). #}
-{% macro refresh_empi(system_column, local_id_column) -%}
+{# Post-hook of an incremental CDR or health-record model: re-point empi_id at the master patient index's current
+   answer (merges after the row was built); `system` names a fixed source system (public health: 'PH'). #}
+{% macro refresh_empi(system_column, local_id_column, system=none) -%}
     update {{ this }} as t set empi_id = x.empi_id
     from {{ source('mpi', 'xref') }} as x
-    where x.org_code = t.org_code and x.source_system = t.{{ system_column }} and x.local_id = t.{{ local_id_column }}
+    where x.org_code = t.org_code
+      and x.source_system = {% if system %}'{{ system }}'{% else %}t.{{ system_column }}{% endif %}
+      and x.local_id = t.{{ local_id_column }}
       and (t.empi_id is null or t.empi_id <> x.empi_id)
 {%- endmacro %}
 
@@ -374,4 +376,33 @@ left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_exp
 {# Post-hook of a service-deduplicating staging model: a service entered twice keeps its first id only. #}
 {% macro drop_duplicate_services() -%}
     delete from {{ this }} where _service_rank > 1
+{%- endmacro %}
+
+{# In an incremental health-record model keyed to a public-health service: the service rows landed after the
+   model's watermark, and (`with_record`) the services of every record with a raw version landed after it (the
+   record's birth date gives the age on the service day). #}
+{% macro ph_service_batch(alias, with_record=false) -%}
+    {%- if is_incremental() %}
+    where {{ alias }}._ingested_at > {{ incremental_watermark() }}
+    {%- if with_record %}
+       or {{ alias }}.record_key in (
+           select {{ key(['v._org_code', 'v.record_no']) }} from {{ source('raw', 'ph_health_record') }} as v
+           where v._ingested_at > {{ incremental_watermark() }}
+       )
+    {%- endif %}
+    {%- endif %}
+{%- endmacro %}
+
+{# The config of an incremental health-record model with one row per public-health staging row: delete+insert on
+   the key, rows gone from staging dropped, EMPI ids re-pointed through the PH identity (档案编号). #}
+{% macro ph_record_config(key_column, staging_model, staging_key=none) -%}
+    {{ config(
+        materialized='incremental',
+        unique_key=key_column,
+        incremental_strategy='delete+insert',
+        post_hook=[
+            "{{ drop_missing('" ~ key_column ~ "', ref('" ~ staging_model ~ "'), '" ~ (staging_key or key_column) ~ "') }}",
+            "{{ refresh_empi(none, 'record_no', 'PH') }}",
+        ],
+    ) }}
 {%- endmacro %}

@@ -52,6 +52,7 @@ select * from (
    on the visit day and whether the visit met the control target (blood pressure < 140/90, < 150/90 from 65;
    fasting glucose < 7.0 mmol/L). #}
 {% macro hr_followup(staging_model, glucose=false) -%}
+{{ ph_record_config('followup_key', staging_model) }}
 select
     x.empi_id,
     f.followup_key,
@@ -81,9 +82,11 @@ select
     f._source_key,
     f._record_hash,
     f._batch_id,
+    f._ingested_at,
     f._origin
 from {{ ref(staging_model) }} as f
 left join {{ ref('stg_ph__health_record') }} as r on r.record_key = f.record_key
 left join {{ source('mpi', 'xref') }} as x
     on x.org_code = f.org_code and x.source_system = 'PH' and x.local_id = f.record_no
+{{ ph_service_batch('f', with_record=true) }}
 {%- endmacro %}
