@@ -323,9 +323,10 @@ left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_exp
 {%- endmacro %}
 
 {# The watermark an incremental model held before its current load (what the pre-hook `record_load` wrote to
-   ops.dbt_load), for post-hooks that look at what landed since. #}
+   ops.dbt_load), for post-hooks that look at what landed since. NULL after a full build (or a load into an empty
+   table): nothing was held, so such a post-hook finds no candidate (on a full build it would re-check every row). #}
 {% macro previous_watermark() -%}
-    (select coalesce(max(l.loaded_after), cast('1900-01-01' as timestamp)) from ops.dbt_load as l
+    (select max(l.loaded_after) from ops.dbt_load as l
      where l.model_name = '{{ this.identifier }}'
        and l.recorded_at = (select max(m.recorded_at) from ops.dbt_load as m where m.model_name = '{{ this.identifier }}'))
 {%- endmacro %}
