@@ -95,9 +95,12 @@ def _dbt(config: Path, *args: str) -> Step:
     return _run(command, env)
 
 
-def _slowest(config: Path, top: int = 12) -> str:
-    """The slowest nodes of the last dbt invocation (run_results.json)."""
-    results = json.loads((_target(config) / "run_results.json").read_text(encoding="utf-8"))["results"]
+def _slowest(config: Path, top: int = 12, step: str = "") -> str:
+    """The slowest nodes of the last dbt invocation (run_results.json, kept as run_results_<step>.json)."""
+    path = _target(config) / "run_results.json"
+    if step:
+        shutil.copyfile(path, path.with_name(f"run_results_{step}.json"))
+    results = json.loads(path.read_text(encoding="utf-8"))["results"]
     nodes = sorted(results, key=lambda r: -r["execution_time"])[:top]
     return "\n".join(f"      {r['execution_time']:7.1f} s  {r['unique_id'].split('.', 2)[-1]}" for r in nodes)
 
@@ -229,7 +232,7 @@ def main() -> None:
             _timed("replicate (not timed below)", lambda: _replicate(url, args.replicate))
         full = _dbt(duck, "build")
         _line(f"DuckDB full build (dbt build){scale}", full, str(_rows(duck)))
-        print(_slowest(duck), flush=True)
+        print(_slowest(duck, step="full"), flush=True)
     if not args.no_increment and (args.next_day or not args.warehouse):
         if args.next_day:
             _timed("next day: landed from snapshot", lambda: _land_next_day(url, args.next_day, args.replicate))
@@ -238,10 +241,10 @@ def main() -> None:
             _line("next day: ingest", _hutong(duck, "ingest"))
         build = _dbt(duck, "run", "--exclude", "resource_type:seed")
         _line("next day: incremental dbt run (models)", build, str(_rows(duck)))
-        print(_slowest(duck, 6), flush=True)
+        print(_slowest(duck, 6, "increment_run"), flush=True)
         tests = _dbt(duck, "test", "--exclude", "tag:seed_data")
         _line("next day: dbt test (models' data tests)", tests)
-        print(_slowest(duck, 4), flush=True)
+        print(_slowest(duck, 4, "increment_test"), flush=True)
         print(f"  DAILY INCREMENT (dbt: incremental run + tests) {build.wall + tests.wall:6.1f} s "
               f"(CPU {build.cpu + tests.cpu:.1f} s){scale}  target ≤ 60 s (landing apart)")  # fmt: skip
         if not args.no_baseline:

@@ -142,9 +142,16 @@
     {{ alias }}._origin
 {%- endmacro %}
 
-{# The newest landing time an incremental model already holds (its watermark). #}
+{# The newest landing time an incremental model already holds (its watermark). Read when the model runs and
+   written as a constant: a filter on a literal prunes row groups and gives the planner its selectivity, where a
+   scalar subquery did neither (the incremental batch queries took twice as long). #}
 {% macro incremental_watermark() -%}
-    (select coalesce(max(wm._ingested_at), cast('1900-01-01' as timestamp)) from {{ this }} as wm)
+    {%- if execute and is_incremental() -%}
+        {%- set held = run_query("select max(_ingested_at) from " ~ this).columns[0].values()[0] -%}
+        cast('{{ held if held is not none else "1900-01-01" }}' as timestamp)
+    {%- else -%}
+        (select coalesce(max(wm._ingested_at), cast('1900-01-01' as timestamp)) from {{ this }} as wm)
+    {%- endif -%}
 {%- endmacro %}
 
 {# Post-hook of an incremental staging model: a key whose latest version is a soft delete leaves the model. #}
@@ -229,12 +236,14 @@ left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_exp
     )
 {%- endmacro %}
 
-{# Post-hook of an incremental CDR model: re-point empi_id at the master patient index's current answer
-   (merges and unlinks after the row was built). #}
-{% macro refresh_empi(system_column, local_id_column) -%}
+{# Post-hook of an incremental CDR or health-record model: re-point empi_id at the master patient index's current
+   answer (merges after the row was built); `system` names a fixed source system (public health: 'PH'). #}
+{% macro refresh_empi(system_column, local_id_column, system=none) -%}
     update {{ this }} as t set empi_id = x.empi_id
     from {{ source('mpi', 'xref') }} as x
-    where x.org_code = t.org_code and x.source_system = t.{{ system_column }} and x.local_id = t.{{ local_id_column }}
+    where x.org_code = t.org_code
+      and x.source_system = {% if system %}'{{ system }}'{% else %}t.{{ system_column }}{% endif %}
+      and x.local_id = t.{{ local_id_column }}
       and (t.empi_id is null or t.empi_id <> x.empi_id)
 {%- endmacro %}
 
@@ -270,4 +279,138 @@ left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_exp
     ) as n
     where n.lab_report_key = t.lab_report_key and n.empi_id is not null
       and (t.empi_id is null or t.empi_id <> n.empi_id)
+{%- endmacro %}
+
+{# The encounter key and HIS patient key by (institution, local encounter id), for sources (PACS, EMR) that name a
+   visit by its HIS number only (vendor_a's GH/ZY numbers and vendor_b's visit ids do not collide within an
+   institution), looked up only for the pairs `ids_sql` selects (org_code, local_encounter_id): aggregating every
+   CDR encounter cost more than the models that read it. #}
+{% macro encounter_lookup(ids_sql) -%}
+    select e.org_code, e.local_encounter_id, min(e.encounter_key) as encounter_key, min(e.patient_key) as patient_key
+    from {{ ref('cdr__encounter') }} as e
+    where exists (
+        select 1 from ({{ ids_sql }}) as wanted
+        where wanted.org_code = e.org_code and wanted.local_encounter_id = e.local_encounter_id
+    )
+    group by e.org_code, e.local_encounter_id
+{%- endmacro %}
+
+{# Post-hook of an incremental model linked to the HIS encounter by (org_code, local_encounter_id): re-point
+   encounter_key and patient_key at the encounter lookup's current answer (an encounter landed, changed or deleted
+   after the row was built), as a full rebuild would. #}
+{% macro relink_encounter(key_column) -%}
+    update {{ this }} as t set encounter_key = n.encounter_key, patient_key = n.patient_key
+    from (
+        select r.{{ key_column }} as row_key, l.encounter_key, l.patient_key
+        from {{ this }} as r
+        left join ({{ encounter_lookup('select org_code, local_encounter_id from ' ~ this) }}) as l
+            on l.org_code = r.org_code and l.local_encounter_id = r.local_encounter_id
+    ) as n
+    where n.row_key = t.{{ key_column }}
+      and (t.encounter_key is distinct from n.encounter_key or t.patient_key is distinct from n.patient_key)
+{%- endmacro %}
+
+{# In an incremental model that aggregates the rows of a raw table by a group (a DICOM study's instances, a
+   document's sections): the groups of every raw version — current, older or a delete — of the keys with a version
+   landed after the model's watermark, i.e. every group whose rows changed, including groups a row left. #}
+{% macro touched_groups(relation, group_expr) -%}
+    select {{ group_expr }} from {{ relation }} as v
+    where exists (
+        select 1 from {{ relation }} as n
+        where n._ingested_at > {{ incremental_watermark() }}
+          and n._org_code = v._org_code and n._source_key = v._source_key
+    )
+{%- endmacro %}
+
+{# The watermark an incremental model held before its current load (what the pre-hook `record_load` wrote to
+   ops.dbt_load), for post-hooks that look at what landed since. NULL after a full build (or a load into an empty
+   table): nothing was held, so such a post-hook finds no candidate (on a full build it would re-check every row). #}
+{% macro previous_watermark() -%}
+    (select max(l.loaded_after) from ops.dbt_load as l
+     where l.model_name = '{{ this.identifier }}'
+       and l.recorded_at = (select max(m.recorded_at) from ops.dbt_load as m where m.model_name = '{{ this.identifier }}'))
+{%- endmacro %}
+
+{# Keys (org_code || '|' || _source_key) of a raw table with a delete version landed after the model's previous
+   watermark: candidates for a post-hook that drops rows whose upstream row is gone. #}
+{% macro deleted_since_last_load(raw_relation) -%}
+    select d._org_code || '|' || d._source_key from {{ raw_relation }} as d
+    where d._op = 'D' and d._ingested_at > {{ previous_watermark() }}
+{%- endmacro %}
+
+{# current_rows for a public-health staging model that keeps a service entered twice under two ids once (ranked
+   within a resident's record, `group_column` = record_no): an incremental run re-derives every key of each record
+   a changed key is in or was in (its versions' records), so the ranking sees the whole record, as a full build does.
+   A latest version that is a delete is kept (delete+insert replaces the held row; `drop_deleted_rows` removes it).
+   The model ranks deletes apart (`_op = 'D'` in its partition) and keeps ranks > 1 in an incremental batch so that
+   delete+insert replaces their held rows; the post-hook `drop_duplicate_services` removes them. #}
+{% macro current_rows_of_groups(relation, group_column) -%}
+    {%- if is_incremental() %}
+    {%- set touched -%}
+        select distinct v._org_code, trim(v.{{ group_column }}) as grp from {{ relation }} as v
+        where exists (
+            select 1 from {{ relation }} as n
+            where n._ingested_at > {{ incremental_watermark() }}
+              and n._org_code = v._org_code and n._source_key = v._source_key
+        )
+    {%- endset %}
+    select * from (
+        select v.*, {{ version_rank() }} as _version_rank
+        from {{ relation }} as v
+        where exists (
+            select 1 from {{ relation }} as k
+            inner join ({{ touched }}) as t on t._org_code = k._org_code and t.grp = trim(k.{{ group_column }})
+            where k._org_code = v._org_code and k._source_key = v._source_key
+        )
+    ) as versions
+    where _version_rank = 1
+      and (_op = 'D' or exists (
+          select 1 from ({{ touched }}) as t
+          where t._org_code = versions._org_code and t.grp = trim(versions.{{ group_column }})
+      ))
+    {%- else %}
+    {{ current_rows(relation) }}
+    {%- endif %}
+{%- endmacro %}
+
+{# The rows a service-deduplicating model keeps: rank 1 (a full build filters; an incremental batch keeps every
+   rank, see current_rows_of_groups). #}
+{% macro first_service_only() -%}
+    {%- if not is_incremental() %}
+    where _service_rank = 1
+    {%- endif %}
+{%- endmacro %}
+
+{# Post-hook of a service-deduplicating staging model: a service entered twice keeps its first id only. #}
+{% macro drop_duplicate_services() -%}
+    delete from {{ this }} where _service_rank > 1
+{%- endmacro %}
+
+{# In an incremental health-record model keyed to a public-health service: the service rows landed after the
+   model's watermark, and (`with_record`) the services of every record with a raw version landed after it (the
+   record's birth date gives the age on the service day). #}
+{% macro ph_service_batch(alias, with_record=false) -%}
+    {%- if is_incremental() %}
+    where {{ alias }}._ingested_at > {{ incremental_watermark() }}
+    {%- if with_record %}
+       or {{ alias }}.record_key in (
+           select {{ key(['v._org_code', 'v.record_no']) }} from {{ source('raw', 'ph_health_record') }} as v
+           where v._ingested_at > {{ incremental_watermark() }}
+       )
+    {%- endif %}
+    {%- endif %}
+{%- endmacro %}
+
+{# The config of an incremental health-record model with one row per public-health staging row: delete+insert on
+   the key, rows gone from staging dropped, EMPI ids re-pointed through the PH identity (档案编号). #}
+{% macro ph_record_config(key_column, staging_model, staging_key=none) -%}
+    {{ config(
+        materialized='incremental',
+        unique_key=key_column,
+        incremental_strategy='delete+insert',
+        post_hook=[
+            "{{ drop_missing('" ~ key_column ~ "', ref('" ~ staging_model ~ "'), '" ~ (staging_key or key_column) ~ "') }}",
+            "{{ refresh_empi(none, 'record_no', 'PH') }}",
+        ],
+    ) }}
 {%- endmacro %}

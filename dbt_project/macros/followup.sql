@@ -6,6 +6,7 @@
    numbers (implausible values kept as source text, measured value NULL). The same service entered twice (same
    record and visit day under a second id) is kept once: the lowest id. #}
 {% macro stg_ph_followup(raw_table, glucose=false) -%}
+{{ config(materialized='incremental', post_hook=["{{ drop_duplicate_services() }}"]) }}
 with decoded as (
     select
         {{ key(['r._org_code', 'r.followup_no']) }} as followup_key,
@@ -32,7 +33,7 @@ with decoded as (
         {{ try_date('r.next_visit_date') }} as next_visit_date,
         nullif(trim(r.doctor), '') as doctor,
         {{ lineage_columns('r') }}
-    from ({{ current_rows(source('raw', raw_table)) }}) as r
+    from ({{ current_rows_of_groups(source('raw', raw_table), 'record_no') }}) as r
     left join {{ ref('ph_code__followup_method') }} as m on m.local_value = trim(r.visit_method)
     left join {{ ref('ph_code__medication_adherence') }} as a on a.local_value = trim(r.medication_adherence)
 )
@@ -40,16 +41,18 @@ with decoded as (
 select * from (
     select
         *,
-        row_number() over (partition by org_code, record_no, visit_date order by followup_no) as _service_rank
+        row_number() over (partition by org_code, record_no, visit_date, _op = 'D' order by followup_no)
+            as _service_rank
     from decoded
 ) as ranked
-where _service_rank = 1
+{{ first_service_only() }}
 {%- endmacro %}
 
 {# Health record: the follow-ups of each resident (EMPI id through the follow-up's 档案编号), with the resident's age
    on the visit day and whether the visit met the control target (blood pressure < 140/90, < 150/90 from 65;
    fasting glucose < 7.0 mmol/L). #}
 {% macro hr_followup(staging_model, glucose=false) -%}
+{{ ph_record_config('followup_key', staging_model) }}
 select
     x.empi_id,
     f.followup_key,
@@ -79,9 +82,11 @@ select
     f._source_key,
     f._record_hash,
     f._batch_id,
+    f._ingested_at,
     f._origin
 from {{ ref(staging_model) }} as f
 left join {{ ref('stg_ph__health_record') }} as r on r.record_key = f.record_key
 left join {{ source('mpi', 'xref') }} as x
     on x.org_code = f.org_code and x.source_system = 'PH' and x.local_id = f.record_no
+{{ ph_service_batch('f', with_record=true) }}
 {%- endmacro %}

@@ -37,3 +37,52 @@
                < extract(month from cast({{ birth }} as date)) * 100 + extract(day from cast({{ birth }} as date))
           then 1 else 0 end)
 {%- endmacro %}
+
+{# Post-hook of int_marts__stay: drop the stays whose encounter was deleted or is no longer an inpatient stay
+   (candidates: stays of encounters landed or deleted since the previous load; checked against the CDR by key). #}
+{% macro drop_gone_stays() -%}
+    {%- set candidates -%}
+        select t.encounter_key from {{ this }} as t
+        where t.encounter_key in (
+            select n.encounter_key from {{ ref('cdr__encounter') }} as n
+            where n._ingested_at > {{ previous_watermark() }} and n.encounter_class_code is distinct from '3'
+            union all
+            {{ deleted_since_last_load(source('raw', 'his_encounter')) }}
+        )
+    {%- endset %}
+    delete from {{ this }}
+    where encounter_key in (
+        select c.encounter_key from ({{ candidates }}) as c
+        left join (
+            select e.encounter_key from {{ ref('cdr__encounter') }} as e
+            inner join ({{ candidates }}) as k on k.encounter_key = e.encounter_key
+            where e.encounter_class_code = '3'
+        ) as kept on kept.encounter_key = c.encounter_key
+        where kept.encounter_key is null
+    )
+{%- endmacro %}
+
+{# Post-hook of int_marts__fee: drop the fee lines whose fee or encounter left the CDR or whose fee now names an
+   encounter the CDR does not hold (candidates: lines of fees landed or deleted and of encounters deleted since
+   the previous load; checked against the CDR by key). #}
+{% macro drop_gone_fees() -%}
+    {%- set candidates -%}
+        select t.fee_key, t.encounter_key from {{ this }} as t
+        where t.fee_key in (
+                select n.fee_key from {{ ref('cdr__fee') }} as n where n._ingested_at > {{ previous_watermark() }}
+                union all
+                {{ deleted_since_last_load(source('raw', 'his_fee')) }}
+            )
+            or t.encounter_key in ({{ deleted_since_last_load(source('raw', 'his_encounter')) }})
+    {%- endset %}
+    delete from {{ this }}
+    where fee_key in (
+        select c.fee_key from ({{ candidates }}) as c
+        left join (
+            select f.fee_key from {{ ref('cdr__fee') }} as f
+            inner join ({{ candidates }}) as k on k.fee_key = f.fee_key and k.encounter_key = f.encounter_key
+            inner join {{ ref('cdr__encounter') }} as e on e.encounter_key = f.encounter_key
+        ) as kept on kept.fee_key = c.fee_key
+        where kept.fee_key is null
+    )
+{%- endmacro %}

@@ -25,19 +25,34 @@ having count(*) > 1
     {%- endif -%}
 {%- endmacro %}
 
-{# The filter "landed in the model's last load" when `relation` is an incremental model; '' otherwise. #}
+{# The filter "landed in the model's last load" when `relation` is an incremental model, or a view whose config
+   names the incremental model it projects row for row (`meta: {last_load_of: <model>}`, e.g. cdr__diagnosis of
+   cdr__encounter: its rows carry that model's `_ingested_at`); '' otherwise. #}
 {% macro last_load_filter(relation) -%}
     {%- if not execute or var('hutong_full_tests', false) or relation.identifier is none -%}{{ return('') }}{%- endif -%}
     {%- for node in graph.nodes.values() -%}
-        {%- if node.resource_type == 'model' and node.alias == relation.identifier
-              and node.schema == relation.schema and node.config.materialized == 'incremental' -%}
-            {%- set name = "'" ~ relation.identifier ~ "'" -%}
-            {{ return("_ingested_at > coalesce((select l.loaded_after from ops.dbt_load as l where l.model_name = "
-                      ~ name ~ " and l.recorded_at = (select max(m.recorded_at) from ops.dbt_load as m where m.model_name = "
-                      ~ name ~ ")), cast('1900-01-01' as timestamp))") }}
+        {%- if node.resource_type == 'model' and node.alias == relation.identifier and node.schema == relation.schema
+              and (node.config.materialized == 'incremental' or node.config.meta.get('last_load_of')) -%}
+            {{ return("_ingested_at > cast('" ~ last_loaded_after(node.config.meta.get('last_load_of') or relation.identifier)
+                      ~ "' as timestamp)") }}
         {%- endif -%}
     {%- endfor -%}
     {{ return('') }}
+{%- endmacro %}
+
+{# The watermark a model held before its last load (ops.dbt_load), read when the test runs and written as a constant
+   (a literal prunes row groups; the subquery it replaces scanned every row's landing time); 1900-01-01 after a full
+   build. #}
+{% macro last_loaded_after(model_name) -%}
+    {%- set log = adapter.get_relation(database=target.database, schema='ops', identifier='dbt_load') -%}
+    {%- set held = none -%}
+    {%- if log is not none -%}
+        {%- set rows = run_query("select l.loaded_after from ops.dbt_load as l where l.model_name = '" ~ model_name
+            ~ "' and l.recorded_at = (select max(m.recorded_at) from ops.dbt_load as m where m.model_name = '"
+            ~ model_name ~ "')").columns[0].values() -%}
+        {%- set held = rows[0] if rows | length > 0 else none -%}
+    {%- endif -%}
+    {{ return(held if held is not none else '1900-01-01') }}
 {%- endmacro %}
 
 {# ops.dbt_load: per incremental model and load, the watermark it held before the load (NULL: a full build). #}

@@ -1,13 +1,17 @@
 """dbt on a tiny synthetic county, on DuckDB and PostgreSQL: `dbt build` passes; every CDR table is keyed to
 the EMPI id with lineage; an unmapped local code shows up with its institution; a daily increment (update,
-delete, EMPI merge) applied incrementally leaves the incremental CDR models equal to their staging truth."""
+delete, EMPI merge) applied incrementally leaves the incremental CDR models equal to their staging truth, and a
+whole next day run incrementally leaves every staging, CDR, health-record and mart row as `--full-refresh` does."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +47,7 @@ SELECT _org_code || '|' || _source_key AS k, _record_hash AS h FROM (
     FROM raw.{table}) AS v
 WHERE n = 1 AND _op <> 'D'"""
 
+DBT_SCHEMAS = ("staging", "cdr", "health_record", "marts")
 LINKED = ("cdr__patient", "cdr__encounter", "cdr__lab_result", "cdr__imaging_report", "cdr__clinical_document")
 
 
@@ -71,6 +76,7 @@ def built(request: pytest.FixtureRequest, county_sources: Path, tmp_path_factory
     config = county_config(tmp, url, county_sources)
     _his(config, "UPDATE GY_BRXX SET XB = 'Q' WHERE BRID = (SELECT min(BRID) FROM GY_BRXX)")
     stages.ingest(config)
+    stages.reference_tables(config)  # the marts' institutions and population
     with Warehouse(url) as wh:
         fill_xref(wh, config.data_dir)
     run_dbt(["build"], url, target_path=tmp / "target")
@@ -168,6 +174,56 @@ def test_daily_increment_applies_updates_deletes_and_empi_changes(built: Built) 
     assert f"{RMYY}|SF_FYMX:{fee_id}" in before["cdr__fee"] and f"{RMYY}|SF_FYMX:{fee_id}" not in after["cdr__fee"]
     assert visit[0]["dept_code"] == "0102" and visit[0]["dept_std_name"] == "外科"
     assert stale == 0
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, float | Decimal):
+        return round(float(value), 6)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every model (tables and views) of the dbt schemas, sorted."""
+    with Warehouse(url) as wh:
+        names = wh.query(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema IN (?, ?, ?, ?)",
+            list(DBT_SCHEMAS),
+        )
+        return {f"{schema}.{name}": _rows(wh, f"{schema}.{name}") for schema, name in names}
+
+
+def _rows(wh: Warehouse, relation: str) -> list[tuple[Any, ...]]:
+    return sorted((tuple(_norm(v) for v in row) for row in wh.query(f"SELECT * FROM {relation}")), key=repr)
+
+
+def test_incremental_next_day_equals_full_refresh(built: Built) -> None:
+    """A next day (new visits, stays and results, discharges of open stays, cancellations) and an MPI merge, run
+    incrementally, give exactly the rows a `--full-refresh` run gives on the same data; the models' tests pass."""
+    cfg = built.config
+    stages.synth_next_day(cfg)
+    with sqlite3.connect(cfg.data_dir / "sources" / RMYY / "his.sqlite") as con:  # a stay moved to another month
+        con.execute("UPDATE ZY_BAXX SET RYSJ = '2026-01-15 09:00:00', GXSJ = '2026-12-02 08:00:00' "
+                    "WHERE ZYH = (SELECT min(ZYH) FROM ZY_BAXX WHERE ZFBZ = '0')")  # fmt: skip
+    with Warehouse(built.url) as wh:
+        before = {t: wh.count(f"raw.{t}") for t in ("his_encounter", "his_fee", "lis_result")}
+    stages.ingest(cfg)
+    with Warehouse(built.url) as wh:
+        assert all(wh.count(f"raw.{t}") > n for t, n in before.items())  # the next day landed
+        merged_from, merged_into = wh.query(
+            "SELECT min(empi_id), max(empi_id) FROM mpi.xref WHERE org_code = ? AND source_system = 'LIS'", [RMYY]
+        )[0]
+        wh.execute("UPDATE mpi.xref SET empi_id = ? WHERE empi_id = ?", [merged_into, merged_from])
+    run_dbt(["run"], built.url, target_path=built.target)
+    run_dbt(["test", "--exclude", "tag:seed_data"], built.url, target_path=built.target)
+    incremental = _snapshot(built.url)
+    run_dbt(["run", "--full-refresh"], built.url, target_path=built.target)
+    full = _snapshot(built.url)
+    assert set(incremental) == set(full)
+    assert incremental["marts.marts__hospital_efficiency"] and incremental["cdr.cdr__procedure"]
+    for name, rows in full.items():
+        assert incremental[name] == rows, name
 
 
 def test_docs_generate(built: Built) -> None:

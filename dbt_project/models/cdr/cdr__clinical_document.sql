@@ -1,6 +1,26 @@
 -- CDR clinical document (入院记录 WS 445 part 12, 出院小结 part 15, ...): one row per EMR document with the
--- document type decoded, the text of the key sections, keyed to the EMPI id and the HIS encounter.
-with sections as (
+-- document type decoded, the text of the key sections, keyed to the EMPI id and the HIS encounter. Incremental:
+-- a run rebuilds the documents landed after the watermark and those a section landed in or left (touched_groups);
+-- documents gone from staging, encounter links and EMPI changes applied by the post-hooks.
+{{ config(
+    materialized='incremental',
+    unique_key='clinical_document_key',
+    incremental_strategy='delete+insert',
+    post_hook=[
+        "{{ drop_missing('clinical_document_key', ref('stg_emr__document'), 'document_key') }}",
+        "{{ relink_encounter('clinical_document_key') }}",
+        "{{ refresh_empi('source_system', 'local_patient_id') }}",
+    ],
+) }}
+with documents as (
+    select * from {{ ref('stg_emr__document') }} as d
+    {%- if is_incremental() %}
+    where d._ingested_at > {{ incremental_watermark() }}
+       or d.document_key in ({{ touched_groups(source('raw', 'emr_section'), key(['v._org_code', 'v.document_id'])) }})
+    {%- endif %}
+),
+
+sections as (
     select
         document_key,
         max(case when section_title = '主诉' then section_text end) as chief_complaint,
@@ -11,6 +31,7 @@ with sections as (
         max(case when section_title = '出院医嘱' then section_text end) as discharge_orders,
         count(*) as section_count
     from {{ ref('stg_emr__section') }}
+    where document_key in (select document_key from documents)
     group by document_key
 )
 
@@ -49,9 +70,9 @@ select
     d._ingested_at,
     d._source_updated_at,
     d._origin
-from {{ ref('stg_emr__document') }} as d
+from documents as d
 left join sections as s on s.document_key = d.document_key
-left join {{ ref('int_encounter_lookup') }} as e
+left join ({{ encounter_lookup('select org_code, local_encounter_id from documents') }}) as e
     on e.org_code = d.org_code and e.local_encounter_id = d.local_encounter_id
 left join {{ source('mpi', 'xref') }} as x
     on x.org_code = d.org_code and x.source_system = d.source_system and x.local_id = d.local_patient_id

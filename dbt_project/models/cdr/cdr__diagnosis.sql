@@ -1,7 +1,7 @@
 -- CDR diagnosis: the principal diagnosis of every HIS encounter (门(急)诊诊断 / 出院主要诊断), the local code
 -- decoded to ICD-10 (国家临床版 2.0) through the approved map; unmapped codes keep their source value.
 -- A view: a projection of cdr__encounter that no model reads (writing it out cost as much as the encounters).
-{{ config(materialized='view') }}
+{{ config(materialized='view', meta={'last_load_of': 'cdr__encounter'}) }}
 select
     e.encounter_key || '|principal' as diagnosis_key,
     e.encounter_key,

@@ -1,5 +1,21 @@
 -- CDR imaging report (检查报告, WS 445-2014 part 4): one row per accession number, findings and impression,
--- keyed to the EMPI id through the PACS identity and to the HIS encounter.
+-- keyed to the EMPI id through the PACS identity and to the HIS encounter. Incremental on the landing watermark;
+-- reports gone from staging, encounter links and EMPI changes applied by the post-hooks.
+{{ config(
+    materialized='incremental',
+    unique_key='imaging_report_key',
+    incremental_strategy='delete+insert',
+    post_hook=[
+        "{{ drop_missing('imaging_report_key', ref('stg_pacs__report'), 'imaging_report_key') }}",
+        "{{ relink_encounter('imaging_report_key') }}",
+        "{{ refresh_empi('source_system', 'local_patient_id') }}",
+    ],
+) }}
+with reports as (
+    select * from {{ ref('stg_pacs__report') }}
+    {{ after_watermark() }}
+)
+
 select
     r.imaging_report_key,
     r.accession_number,
@@ -27,8 +43,8 @@ select
     r._ingested_at,
     r._source_updated_at,
     r._origin
-from {{ ref('stg_pacs__report') }} as r
-left join {{ ref('int_encounter_lookup') }} as e
+from reports as r
+left join ({{ encounter_lookup('select org_code, local_encounter_id from reports') }}) as e
     on e.org_code = r.org_code and e.local_encounter_id = r.local_encounter_id
 left join {{ source('mpi', 'xref') }} as x
     on x.org_code = r.org_code and x.source_system = r.source_system and x.local_id = r.local_patient_id

@@ -1,5 +1,17 @@
 -- CDR imaging study (检查, DICOM study): one row per study instance UID, instances and series counted,
--- keyed to the EMPI id through the PACS identity, linked to the HIS encounter by admission id.
+-- keyed to the EMPI id through the PACS identity, linked to the HIS encounter by admission id. Incremental: a run
+-- re-aggregates the studies an instance landed in or left (touched_groups); studies gone from staging, encounter
+-- links and EMPI changes applied by the post-hooks.
+{{ config(
+    materialized='incremental',
+    unique_key='imaging_study_key',
+    incremental_strategy='delete+insert',
+    post_hook=[
+        "{{ drop_missing('imaging_study_key', ref('stg_pacs__study'), 'study_key') }}",
+        "{{ relink_encounter('imaging_study_key') }}",
+        "{{ refresh_empi('source_system', 'local_patient_id') }}",
+    ],
+) }}
 with studies as (
     select
         study_key,
@@ -22,6 +34,9 @@ with studies as (
         max(_ingested_at) as _ingested_at,
         min(_origin) as _origin
     from {{ ref('stg_pacs__study') }}
+    {%- if is_incremental() %}
+    where study_key in ({{ touched_groups(source('raw', 'pacs_study'), key(['v._org_code', 'v.study_instance_uid'])) }})
+    {%- endif %}
     group by study_key
 )
 
@@ -50,7 +65,7 @@ select
     s._ingested_at,
     s._origin
 from studies as s
-left join {{ ref('int_encounter_lookup') }} as e
+left join ({{ encounter_lookup('select org_code, local_encounter_id from studies') }}) as e
     on e.org_code = s.org_code and e.local_encounter_id = s.local_encounter_id
 left join {{ source('mpi', 'xref') }} as x
     on x.org_code = s.org_code and x.source_system = s.source_system and x.local_id = s.local_patient_id

@@ -1,5 +1,5 @@
 -- CDR medication: the drug lines of cdr__order (prescriptions and drug orders) with their ATC code.
-{{ config(materialized='view') }}
+{{ config(materialized='view', meta={'last_load_of': 'cdr__order'}) }}
 select
     order_key as medication_key,
     order_key,

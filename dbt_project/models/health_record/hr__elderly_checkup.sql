@@ -1,4 +1,6 @@
 -- 老年人健康管理 check-ups of each resident (EMPI id through the 档案编号), with the age on the check-up day.
+-- Incremental on the landing watermark and the records' (macro ph_record_config).
+{{ ph_record_config('checkup_key', 'stg_ph__elderly_checkup') }}
 select
     x.empi_id,
     c.checkup_key,
@@ -19,8 +21,10 @@ select
     c._source_key,
     c._record_hash,
     c._batch_id,
+    c._ingested_at,
     c._origin
 from {{ ref('stg_ph__elderly_checkup') }} as c
 left join {{ ref('stg_ph__health_record') }} as r on r.record_key = c.record_key
 left join {{ source('mpi', 'xref') }} as x
     on x.org_code = c.org_code and x.source_system = 'PH' and x.local_id = c.record_no
+{{ ph_service_batch('c', with_record=true) }}

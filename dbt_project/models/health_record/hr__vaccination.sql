@@ -1,4 +1,6 @@
 -- 预防接种 of each resident (EMPI id through the 档案编号), with the age in days on the vaccination day.
+-- Incremental on the landing watermark (macro ph_record_config).
+{{ ph_record_config('vaccination_key', 'stg_ph__vaccination') }}
 select
     x.empi_id,
     v.vaccination_key,
@@ -18,7 +20,9 @@ select
     v._source_key,
     v._record_hash,
     v._batch_id,
+    v._ingested_at,
     v._origin
 from {{ ref('stg_ph__vaccination') }} as v
 left join {{ source('mpi', 'xref') }} as x
     on x.org_code = v.org_code and x.source_system = 'PH' and x.local_id = v.record_no
+{{ ph_service_batch('v') }}

@@ -56,7 +56,8 @@ fees as (
         sum(case when setting = 'inpatient' and fee_group = 'drug' then amount else 0 end) as inpatient_drug_fee,
         sum(case when setting = 'inpatient' and fee_group = 'diagnosis' then amount else 0 end)
             as inpatient_diagnosis_fee
-    from {{ ref('int_marts__fee') }}
+    from {{ ref('int_marts__fee') }} as f
+    left join {{ ref('fee_category') }} as c on c.fee_category_code = f.fee_category_code
     where period_date is not null and setting is not null
     group by 1, 2
 )

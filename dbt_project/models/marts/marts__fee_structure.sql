@@ -2,15 +2,17 @@
 -- setting's total. Outpatient fees count in the month of the visit, inpatient fees in the month of discharge.
 with monthly as (
     select
-        org_code,
-        {{ period_of('period_date', 'month') }} as month,
-        {{ period_of('period_date', 'year') }} as year,
-        setting,
-        coalesce(fee_category_code, 'unmapped') as fee_category_code,
-        coalesce(fee_category_name, '未映射') as fee_category_name,
-        coalesce(fee_group, 'unmapped') as fee_group,
-        sum(amount) as amount
-    from {{ ref('int_marts__fee') }}
+        f.org_code,
+        {{ period_of('f.period_date', 'month') }} as month,
+        {{ period_of('f.period_date', 'year') }} as year,
+        f.setting,
+        coalesce(f.fee_category_code, 'unmapped') as fee_category_code,
+        coalesce(n.name, '未映射') as fee_category_name,
+        coalesce(c.fee_group, 'unmapped') as fee_group,
+        sum(f.amount) as amount
+    from {{ ref('int_marts__fee') }} as f
+    left join {{ ref('fee_category') }} as c on c.fee_category_code = f.fee_category_code
+    {{ code_join('n', 'code__fee_category', 'f.fee_category_code') }}
     where period_date is not null and setting is not null
     group by 1, 2, 3, 4, 5, 6, 7
 ),

@@ -1,5 +1,6 @@
 -- Current version of every 65+ health check-up (老年人健康体检表): deletes removed, measurements as numbers
 -- (implausible values NULL), self-care assessment decoded; a check-up entered twice on one day is kept once.
+{{ config(materialized='incremental', post_hook=["{{ drop_duplicate_services() }}"]) }}
 with decoded as (
     select
         {{ key(['r._org_code', 'r.checkup_no']) }} as checkup_key,
@@ -18,12 +19,15 @@ with decoded as (
         s.code as self_care_code,
         s.name as self_care_name,
         {{ lineage_columns('r') }}
-    from ({{ current_rows(source('raw', 'ph_elderly_checkup')) }}) as r
+    from ({{ current_rows_of_groups(source('raw', 'ph_elderly_checkup'), 'record_no') }}) as r
     left join {{ ref('ph_code__self_care') }} as s on s.local_value = trim(r.self_care)
 )
 
 select * from (
-    select *, row_number() over (partition by org_code, record_no, checkup_date order by checkup_no) as _service_rank
+    select
+        *,
+        row_number() over (partition by org_code, record_no, checkup_date, _op = 'D' order by checkup_no)
+            as _service_rank
     from decoded
 ) as ranked
-where _service_rank = 1
+{{ first_service_only() }}

@@ -1,5 +1,7 @@
 -- Current version of every public-health 健康档案 (WS 365 个人基本信息表) row: latest by ingest, deletes removed,
--- sex decoded to GB/T 2261.1, dates parsed. One row per (institution, record_no).
+-- sex decoded to GB/T 2261.1, dates parsed. One row per (institution, record_no). Incremental like the other
+-- staging models (no service is deduplicated across ids here).
+{{ config(materialized='incremental') }}
 select
     {{ key(['r._org_code', 'r.record_no']) }} as record_key,
     r._org_code as org_code,

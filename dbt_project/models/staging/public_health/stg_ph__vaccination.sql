@@ -1,5 +1,6 @@
 -- Current version of every vaccination (预防接种卡 接种记录): deletes removed, vaccine decoded, dose as a number;
 -- the same dose entered twice (same record, vaccine, dose and day under a second id) is kept once.
+{{ config(materialized='incremental', post_hook=["{{ drop_duplicate_services() }}"]) }}
 with decoded as (
     select
         {{ key(['r._org_code', 'r.vaccination_no']) }} as vaccination_key,
@@ -17,7 +18,7 @@ with decoded as (
         nullif(trim(r.vaccine_lot), '') as vaccine_lot,
         nullif(trim(r.vaccination_org), '') as vaccination_org_name,
         {{ lineage_columns('r') }}
-    from ({{ current_rows(source('raw', 'ph_vaccination')) }}) as r
+    from ({{ current_rows_of_groups(source('raw', 'ph_vaccination'), 'record_no') }}) as r
     left join {{ ref('ph_code__vaccine') }} as v on v.local_value = trim(r.vaccine_name)
 )
 
@@ -25,8 +26,9 @@ select * from (
     select
         *,
         row_number() over (
-            partition by org_code, record_no, vaccine_source_value, dose_no, vaccination_date order by vaccination_no
+            partition by org_code, record_no, vaccine_source_value, dose_no, vaccination_date, _op = 'D'
+            order by vaccination_no
         ) as _service_rank
     from decoded
 ) as ranked
-where _service_rank = 1
+{{ first_service_only() }}
