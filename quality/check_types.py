@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,9 @@ class Compiled:
     # column name → SQL expression computed one layer below `derived` (which may use it): a costly value a rule
     # needs several times is computed once per record
     pre: dict[str, str] = field(default_factory=dict)
+    # the outcome depends on the record alone (not on other records or tables): it can be stored when the record's
+    # version is merged (quality/flags.py) instead of being recomputed every run
+    row_local: bool = True
 
     @property
     def column(self) -> str:
@@ -199,7 +202,8 @@ def logic(rule: Rule, dialect: str) -> Compiled:
     when, then = str(rule.params["when"]), str(rule.params["then"])
     if ";" in when + then:
         raise CatalogError(f"rule {rule.id}: when/then must be single SQL boolean expressions")
-    return flagged(rule, flag(f"({then})", f"({when})"))
+    reads_others = re.search(r"\bselect\b", when + then, re.IGNORECASE) is not None  # a subquery: not row-local
+    return replace(flagged(rule, flag(f"({then})", f"({when})")), row_local=not reads_others)
 
 
 def referential(rule: Rule, dialect: str) -> Compiled:
@@ -207,7 +211,7 @@ def referential(rule: Rule, dialect: str) -> Compiled:
     column, table, ref = col(rule), str(rule.params["table"]), col(rule, "ref_column")
     org = str(rule.params.get("ref_org_column", "_org_code"))
     exists = f"(b._org_code, b.{column}) IN (SELECT r.{org}, r.{ref} FROM {table} r)"  # uncorrelated: one hash join
-    return flagged(rule, flag(exists, f"{column} IS NOT NULL"))
+    return replace(flagged(rule, flag(exists, f"{column} IS NOT NULL")), row_local=False)
 
 
 def duplicate(rule: Rule, dialect: str) -> Compiled:
@@ -218,7 +222,7 @@ def duplicate(rule: Rule, dialect: str) -> Compiled:
     order = str(rule.params.get("order", "_source_key"))
     nonnull = " AND ".join(f"{c} IS NOT NULL" for c in columns)
     rank = f"row_number() OVER (PARTITION BY _org_code, {', '.join(columns)} ORDER BY {order})"
-    return flagged(rule, flag(f"{rank} = 1", nonnull))
+    return replace(flagged(rule, flag(f"{rank} = 1", nonnull)), row_local=False)
 
 
 def timeliness(rule: Rule, dialect: str) -> Compiled:

@@ -6,6 +6,7 @@ are re-derived from all their raw versions, so the table always equals what `lat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -71,8 +72,12 @@ def _stage_batches(wh: Warehouse, batches: list[str]) -> None:
         wh.load(BATCHES, pl.DataFrame({"batch_id": batches}, schema={"batch_id": pl.String}))
 
 
-def sync_current(wh: Warehouse, ds: Dataset, columns: list[tuple[str, str]]) -> SyncResult:
-    """Bring the data set's current-version table up to date with raw (call inside the run's transaction)."""
+def sync_current(
+    wh: Warehouse, ds: Dataset, columns: list[tuple[str, str]], refresh: Callable[[str | None], None] | None = None
+) -> SyncResult:
+    """Bring the data set's current-version table up to date with raw (call inside the run's transaction).
+    `refresh`, when given, is called after the table changed: with None when it was rebuilt, else with the name of a
+    temp table of the (institution, source key) pairs `(_q_o, _q_k)` whose rows were replaced or dropped."""
     table, org, key = current_table(ds), ds.org_column, ds.key
     created = _ensure_table(wh, ds, columns)
     names = ", ".join(name for name, _ in columns)
@@ -88,6 +93,8 @@ def sync_current(wh: Warehouse, ds: Dataset, columns: list[tuple[str, str]]) -> 
         wh.execute(f"DELETE FROM {table}")
         wh.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM ({latest_sql(ds)}) v WHERE _op <> 'D'")
         _write_ledger(wh, ds, counts, replace_all=True)
+        if refresh is not None:
+            refresh(None)
         return SyncResult(ds.name, "rebuilt", len(counts), sum(counts.values()))
     _stage_batches(wh, list(changed))
     wh.execute(f"DROP TABLE IF EXISTS {KEYS}")
@@ -101,6 +108,8 @@ def sync_current(wh: Warehouse, ds: Dataset, columns: list[tuple[str, str]]) -> 
         f"FROM {ds.table} t JOIN {KEYS} k ON k._q_o = t.{org} AND k._q_k = t.{key}"
     )
     wh.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM ({versions}) v WHERE _q_rn = 1 AND _op <> 'D'")
+    if refresh is not None:
+        refresh(KEYS)
     wh.execute(f"DROP TABLE IF EXISTS {KEYS}")
     _write_ledger(wh, ds, changed, replace_all=False)
     wh.execute(f"DROP TABLE IF EXISTS {BATCHES}")
