@@ -6,8 +6,8 @@ are re-derived from all their raw versions, so the table always equals what `lat
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import polars as pl
 
@@ -27,6 +27,16 @@ class SyncResult:
     mode: str  # unchanged / merged / rebuilt
     batches: int  # batches merged (new or grown)
     raw_rows: int  # raw rows of those batches
+
+
+class Follower(Protocol):
+    """Keeps something derived from the current-version table in step with its merges."""
+
+    def before(self, keys: str) -> None:
+        """The rows of `keys` (a temp table of `(_q_o, _q_k)` institution/source-key pairs) are about to be replaced."""
+
+    def after(self, keys: str | None) -> None:
+        """The rows of `keys` were replaced or dropped (None: the whole table was rebuilt)."""
 
 
 def current_table(ds: Dataset) -> str:
@@ -73,11 +83,10 @@ def _stage_batches(wh: Warehouse, batches: list[str]) -> None:
 
 
 def sync_current(
-    wh: Warehouse, ds: Dataset, columns: list[tuple[str, str]], refresh: Callable[[str | None], None] | None = None
+    wh: Warehouse, ds: Dataset, columns: list[tuple[str, str]], follower: Follower | None = None
 ) -> SyncResult:
-    """Bring the data set's current-version table up to date with raw (call inside the run's transaction).
-    `refresh`, when given, is called after the table changed: with None when it was rebuilt, else with the name of a
-    temp table of the (institution, source key) pairs `(_q_o, _q_k)` whose rows were replaced or dropped."""
+    """Bring the data set's current-version table up to date with raw (call inside the run's transaction), telling
+    `follower` (when given) which rows change."""
     table, org, key = current_table(ds), ds.org_column, ds.key
     created = _ensure_table(wh, ds, columns)
     names = ", ".join(name for name, _ in columns)
@@ -93,8 +102,8 @@ def sync_current(
         wh.execute(f"DELETE FROM {table}")
         wh.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM ({latest_sql(ds)}) v WHERE _op <> 'D'")
         _write_ledger(wh, ds, counts, replace_all=True)
-        if refresh is not None:
-            refresh(None)
+        if follower is not None:
+            follower.after(None)
         return SyncResult(ds.name, "rebuilt", len(counts), sum(counts.values()))
     _stage_batches(wh, list(changed))
     wh.execute(f"DROP TABLE IF EXISTS {KEYS}")
@@ -102,14 +111,16 @@ def sync_current(
         f"CREATE TEMP TABLE {KEYS} AS SELECT DISTINCT {org} AS _q_o, {key} AS _q_k FROM {ds.table} "
         f"WHERE {ds.batch} IN (SELECT batch_id FROM {BATCHES})"
     )
+    if follower is not None:
+        follower.before(KEYS)
     wh.execute(f"DELETE FROM {table} WHERE ({org}, {key}) IN (SELECT _q_o, _q_k FROM {KEYS})")
     versions = (
         f"SELECT t.*, row_number() OVER (PARTITION BY t.{org}, t.{key} ORDER BY {version_order('t')}) AS _q_rn "
         f"FROM {ds.table} t JOIN {KEYS} k ON k._q_o = t.{org} AND k._q_k = t.{key}"
     )
     wh.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM ({versions}) v WHERE _q_rn = 1 AND _op <> 'D'")
-    if refresh is not None:
-        refresh(KEYS)
+    if follower is not None:
+        follower.after(KEYS)
     wh.execute(f"DROP TABLE IF EXISTS {KEYS}")
     _write_ledger(wh, ds, changed, replace_all=False)
     wh.execute(f"DROP TABLE IF EXISTS {BATCHES}")

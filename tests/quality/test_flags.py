@@ -26,7 +26,9 @@ NAME = Rule("T-NAME-REQ", DS, "required", "completeness", "error", "name is pres
 CODE = Rule("T-CODE-SET", DS, "in_set", "accuracy", "error", "code in domain", params={"column": "code",
                                                                                    "values": ["x", "y"]})  # fmt: skip
 DUP = Rule("T-DUP", DS, "duplicate", "accuracy", "error", "no duplicate", params={"columns": ["name", "code"]})
-RULES = (NAME, CODE, DUP)
+REF = Rule("T-REF", DS, "referential", "relatedness", "warning", "name is registered", params={"column": "name",
+           "table": "raw.t_flag_ref", "ref_column": "name_id"})  # fmt: skip
+RULES = (NAME, CODE, DUP, REF)
 
 
 def _batch(rows: list[tuple]) -> pl.DataFrame:
@@ -37,6 +39,18 @@ def _batch(rows: list[tuple]) -> pl.DataFrame:
         pl.lit(None, dtype=pl.Datetime("us")).alias("_source_updated_at"),
         (pl.col("_org_code") + "#" + pl.col("_source_key") + "#" + pl.col("name").fill_null("-")).alias("_origin"),
     )
+
+
+def _refs(wh: Warehouse, names: list[tuple[str, str]], batch: str, at: datetime) -> None:
+    """Registered names (org, name) land in the referenced raw table."""
+    frame = pl.DataFrame(names, schema=["_org_code", "name_id"], orient="row").with_columns(
+        pl.col("name_id").alias("_source_key"),
+        pl.lit(False).alias("_deleted"),
+        pl.lit("HIS").alias("_source_system"),
+        pl.lit(None, dtype=pl.Datetime("us")).alias("_source_updated_at"),
+        (pl.lit("ref#") + pl.col("name_id")).alias("_origin"),
+    )
+    append_raw(wh, "t_flag_ref", frame, batch, at)
 
 
 def _results(wh: Warehouse) -> tuple[list[tuple], list[tuple]]:
@@ -75,7 +89,7 @@ def test_flags_stored_at_merge_equal_a_rebuild(warehouse_url, monkeypatch: pytes
     monkeypatch.setattr(flags, "store_flags", lambda *a: calls.append(a[-1]) or spy(*a))
     with Warehouse(warehouse_url) as wh:
         ensure_core(wh)
-        for table in ("raw.t_flagged", current_table(DS), flags_table(DS)):
+        for table in ("raw.t_flagged", "raw.t_flag_ref", current_table(DS), flags_table(DS)):
             wh.execute(f"DROP TABLE IF EXISTS {table}")
         wh.execute(f"DELETE FROM {LEDGER} WHERE dataset = ?", [DS.name])
         rows = [
@@ -87,8 +101,10 @@ def test_flags_stored_at_merge_equal_a_rebuild(warehouse_url, monkeypatch: pytes
             ("B", "k1", "b1", "y", False),
         ]
         append_raw(wh, "t_flagged", _batch(rows), "b1", T[0])
+        _refs(wh, [("A", "n2"), ("A", "n3"), ("B", "b1")], "r1", T[0])
         checks, problems = _run(wh, RULES)
         assert ("T-NAME-REQ", "A", 5, 2) in checks and ("T-DUP", "A", 5, 1) in checks
+        assert ("T-REF", "A", 5, 0) in checks
         assert {p[2] for p in problems if p[0] == "T-CODE-SET"} == {"k2", "k5"}
 
         # an update fixes one record and breaks another, a failing record is deleted, a new failing key lands
@@ -101,18 +117,32 @@ def test_flags_stored_at_merge_equal_a_rebuild(warehouse_url, monkeypatch: pytes
         assert ("T-NAME-REQ", "A", 4, 0) in checks and ("T-CODE-SET", "A", 4, 2) in checks
         assert ("T-DUP", "A", 4, 0) in checks  # k3 changed code: k4 is no longer a duplicate of it
         assert ("T-NAME-REQ", "B", "k2", "B#k2#-", "b2") in problems
+        assert ("T-REF", "A", 4, 1) in checks  # n1 is not registered
+
+        # only the referenced table grows: the stored failure passes
+        calls.clear()
+        _refs(wh, [("A", "n1")], "r2", T[1])
+        checks, problems = _run(wh, RULES)
+        assert calls[0] not in (None, "")
+        assert ("T-REF", "A", 4, 0) in checks
 
         # the deleted key comes back (now clean)
         append_raw(wh, "t_flagged", _batch([("A", "k5", "n5", "y", False)]), "b3", T[2])
+        _refs(wh, [("A", "n5")], "r3", T[2])
         checks, problems = _run(wh, RULES)
         assert ("T-CODE-SET", "A", 5, 2) in checks and not any(p[2] == "k5" and p[1] == "A" for p in problems)
+
+        # a record that sorts first joins k5's group: k5, clean until now, becomes the duplicate
+        append_raw(wh, "t_flagged", _batch([("A", "k0", "n5", "y", False)]), "b3b", T[2])
+        checks, problems = _run(wh, RULES)
+        assert ("T-DUP", "A", "k5", "A#k5#n5", "b3") in problems and ("T-DUP", "A", 6, 1) in checks
 
         # a changed rule (the domain now admits zz) and a new rule: their stored flags are recomputed
         before = flag_columns(stored_rules(list(RULES), wh.dialect), wh.dialect)
         code = replace(CODE, params={"column": "code", "values": ["x", "y", "zz"]})
         pattern = {"column": "name", "pattern": "^[a-z]"}
         upper = Rule("T-NAME-PAT", DS, "pattern", "accuracy", "warning", "lower case", params=pattern)
-        changed = (NAME, code, DUP, upper)
+        changed = (NAME, code, DUP, REF, upper)
         after = flag_columns(stored_rules(list(changed), wh.dialect), wh.dialect)
         assert after["T-NAME-REQ"] == before["T-NAME-REQ"] and after["T-CODE-SET"] != before["T-CODE-SET"]
         append_raw(wh, "t_flagged", _batch([("B", "k3", "Up", "x", False)]), "b4", T[3])
@@ -121,5 +151,5 @@ def test_flags_stored_at_merge_equal_a_rebuild(warehouse_url, monkeypatch: pytes
         assert calls == [None]
         assert set(wh.columns(flags_table(DS))) == {*flags.LINEAGE, *after.values()}
         checks, problems = _run(wh, changed)
-        assert ("T-CODE-SET", "A", 5, 1) in checks and ("T-NAME-PAT", "B", 3, 1) in checks
+        assert ("T-CODE-SET", "A", 6, 1) in checks and ("T-NAME-PAT", "B", 3, 1) in checks
         assert ("T-NAME-PAT", "B", "k3", "B#k3#Up", "b4") in problems
