@@ -82,6 +82,15 @@ def _stage_batches(wh: Warehouse, batches: list[str]) -> None:
         wh.load(BATCHES, pl.DataFrame({"batch_id": batches}, schema={"batch_id": pl.String}))
 
 
+def _newest(spans: dict[str, tuple[int, object, object]], changed: set[str]) -> bool:
+    """Every row of the changed batches was ingested strictly after every row of the other batches."""
+    firsts = [spans[b][1] for b in changed]
+    lasts = [spans[b][2] for b in spans if b not in changed]
+    if any(t is None for t in firsts + lasts):
+        return False
+    return not lasts or min(firsts) > max(lasts)  # type: ignore[operator]
+
+
 def sync_current(
     wh: Warehouse, ds: Dataset, columns: list[tuple[str, str]], follower: Follower | None = None
 ) -> SyncResult:
@@ -90,7 +99,13 @@ def sync_current(
     table, org, key = current_table(ds), ds.org_column, ds.key
     created = _ensure_table(wh, ds, columns)
     names = ", ".join(name for name, _ in columns)
-    counts = {str(b): int(n) for b, n in wh.query(f"SELECT {ds.batch}, count(*) FROM {ds.table} GROUP BY {ds.batch}")}
+    spans = {  # batch → (raw rows, first and last ingest time)
+        str(b): (int(n), lo, hi)
+        for b, n, lo, hi in wh.query(
+            f"SELECT {ds.batch}, count(*), min(_ingested_at), max(_ingested_at) FROM {ds.table} GROUP BY {ds.batch}"
+        )
+    }
+    counts = {b: n for b, (n, _, _) in spans.items()}
     merged = {str(b): int(n) for b, n in wh.query(f"SELECT batch_id, raw_rows FROM {LEDGER} WHERE dataset = ?",
                                                    [ds.name])}  # fmt: skip
     changed = {b: n for b, n in counts.items() if merged.get(b) != n}
@@ -114,9 +129,16 @@ def sync_current(
     if follower is not None:
         follower.before(KEYS)
     wh.execute(f"DELETE FROM {table} WHERE ({org}, {key}) IN (SELECT _q_o, _q_k FROM {KEYS})")
+    # the changed batches landed after every other (ingest time first in the version order): a touched key's latest
+    # version is among their rows, so only those are read; else all raw versions of the touched keys
+    source = (
+        f"{ds.table} t WHERE t.{ds.batch} IN (SELECT batch_id FROM {BATCHES})"
+        if _newest(spans, set(changed))
+        else f"{ds.table} t JOIN {KEYS} k ON k._q_o = t.{org} AND k._q_k = t.{key}"
+    )
     versions = (
         f"SELECT t.*, row_number() OVER (PARTITION BY t.{org}, t.{key} ORDER BY {version_order('t')}) AS _q_rn "
-        f"FROM {ds.table} t JOIN {KEYS} k ON k._q_o = t.{org} AND k._q_k = t.{key}"
+        f"FROM {source}"
     )
     wh.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM ({versions}) v WHERE _q_rn = 1 AND _op <> 'D'")
     if follower is not None:
