@@ -31,7 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -148,7 +148,11 @@ def main(url: str, copies: int = 1, ge_max_rows: int | None = None, share: float
         first_problems = _problems(wh)
         wh.execute("CHECKPOINT")
         print(f"first run        {first_s:8.2f} s  ({first_cpu:.2f} s CPU)  {_load()}", flush=True)
-        added = increment(wh, share, datetime(2026, 11, 2, 1))
+        # the day's delivery lands after everything landed so far (as a real day's batches do)
+        landed = [wh.scalar(f"SELECT max(_ingested_at) FROM {g[0].dataset.table}") for g in datasets_of(rules).values()
+                  if g[0].dataset.kind == "raw" and wh.table_exists(current_table(g[0].dataset))]  # fmt: skip
+        at = max([t for t in landed if t is not None], default=datetime(2026, 11, 2)) + timedelta(hours=1)
+        added = increment(wh, share, at)
         wh.execute("CHECKPOINT")
         timings: dict[str, float] = {}
         t0, c0 = time.perf_counter(), _cpu()

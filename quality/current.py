@@ -47,13 +47,13 @@ def current_table(ds: Dataset) -> str:
 def _ensure_table(wh: Warehouse, ds: Dataset, columns: list[tuple[str, str]]) -> bool:
     """Create the table with raw's columns (or add the columns raw gained since); True when it was created."""
     table = current_table(ds)
-    if not wh.table_exists(table):
+    have = set(wh.columns(table))  # none: no such table (one catalog query)
+    if not have:
         names = ", ".join(name for name, _ in columns)
         wh.execute(f"CREATE TABLE {table} AS SELECT {names} FROM {ds.table} WHERE 1 = 0")
         if wh.dialect == "postgres":  # merges delete by key: an index there (DuckDB deletes by a hash join)
             wh.execute(f"CREATE INDEX ON {table} ({ds.org_column}, {ds.key})")
         return True
-    have = set(wh.columns(table))
     for name, dtype in columns:
         if name not in have:
             wh.execute(f"ALTER TABLE {table} ADD COLUMN {name} {dtype}")
@@ -61,10 +61,10 @@ def _ensure_table(wh: Warehouse, ds: Dataset, columns: list[tuple[str, str]]) ->
 
 
 def _write_ledger(wh: Warehouse, ds: Dataset, counts: dict[str, int], replace_all: bool) -> None:
+    """Record the raw rows merged per batch (all batches, or `counts`' — already staged in BATCHES — only)."""
     if replace_all:
         wh.execute(f"DELETE FROM {LEDGER} WHERE dataset = ?", [ds.name])
     else:
-        _stage_batches(wh, list(counts))
         wh.execute(f"DELETE FROM {LEDGER} WHERE dataset = ? AND batch_id IN (SELECT batch_id FROM {BATCHES})",
                    [ds.name])  # fmt: skip
     if counts:

@@ -164,7 +164,7 @@ def run_rules(
             ds = group[0].dataset
             table = ds.table
             started = time.perf_counter()
-            present = table in columns and bool(wh.query(f"SELECT 1 FROM {table} LIMIT 1"))
+            present = ds.name in merged or (table in columns and bool(wh.query(f"SELECT 1 FROM {table} LIMIT 1")))
             current = current_table(ds) if ds.name in merged else ""
             stored = tuple(stored_rules(group, wh.dialect)) if current else ()
             counts = (
