@@ -38,6 +38,8 @@ class Compiled:
     # anything else (evaluated every run)
     scope: str = ROW
     group: tuple[str, ...] = ()  # GROUP: the partition columns
+    # REFERENCE: (referenced table, its institution column, its referenced column, the record's column)
+    reference: tuple[str, str, str, str] = ()
 
     @property
     def column(self) -> str:
@@ -216,7 +218,14 @@ def referential(rule: Rule, dialect: str) -> Compiled:
     org = str(rule.params.get("ref_org_column", "_org_code"))
     exists = f"(b._org_code, b.{column}) IN (SELECT r.{org}, r.{ref} FROM {table} r)"  # uncorrelated: one hash join
     scope = REFERENCE if table.startswith("raw.") else SET  # raw is append-only: a reference once found stays
-    return replace(flagged(rule, flag(exists, f"{column} IS NOT NULL")), scope=scope)
+    return replace(
+        flagged(rule, flag(exists, f"{column} IS NOT NULL")), scope=scope, reference=(table, org, ref, column)
+    )
+
+
+def referring_to(rule: Rule, table: str) -> Rule:
+    """The referential rule reading `table` (with the same columns) instead of its referenced table."""
+    return replace(rule, params={**rule.params, "table": table})
 
 
 def duplicate(rule: Rule, dialect: str) -> Compiled:

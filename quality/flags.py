@@ -15,7 +15,7 @@ import hashlib
 import json
 
 from quality.catalog import Dataset, Rule
-from quality.check_types import GROUP, REFERENCE, SET, Compiled, compile_rule, failure_sql
+from quality.check_types import GROUP, REFERENCE, SET, Compiled, compile_rule, failure_sql, referring_to
 from quality.current import SyncResult, current_table, sync_current
 from quality.relation import base_sql, relation_sql
 from warehouse import Warehouse
@@ -23,6 +23,7 @@ from warehouse import Warehouse
 LINEAGE = ("_q_org", "_q_key", "_q_origin", "_q_batch")
 AFFECTED = "q_flag_keys"  # (institution, source key) of the records whose stored flags are recomputed
 GROUPS = "q_flag_groups"  # per group rule: the groups merged records left or joined
+REFERRED = "q_flag_referred"  # per reference rule: the referenced rows the recomputed records refer to
 
 
 def flags_table(ds: Dataset) -> str:
@@ -72,13 +73,44 @@ def store_flags(
                    f"CAST(_q_k AS VARCHAR) FROM {keys})")  # fmt: skip
     else:
         wh.execute(f"DELETE FROM {table}")
-    sql, compiled = relation_sql(ds, rules, columns, wh.dialect, where, current_table(ds))
+    narrowed, temps = _narrowed(wh, ds, rules, columns, keys)
+    sql, compiled = relation_sql(ds, narrowed, columns, wh.dialect, where, current_table(ds))
     fails = ", ".join(f"coalesce({failure_sql(compiled[r.id], wh.dialect)}, false) AS {names[r.id]}" for r in rules)
     cols = ", ".join([*LINEAGE, *names.values()])
     wh.execute(
         f"INSERT INTO {table} ({cols}) SELECT {cols} FROM (SELECT {', '.join(LINEAGE)}, {fails} FROM ({sql}) r) f "
         f"WHERE {' OR '.join(names.values())}"
     )
+    for temp in temps:
+        wh.execute(f"DROP TABLE IF EXISTS {temp}")
+
+
+def _narrowed(
+    wh: Warehouse, ds: Dataset, rules: list[Rule], columns: list[tuple[str, str]], keys: str | None
+) -> tuple[list[Rule], list[str]]:
+    """For a few records (`keys`), each reference rule reads only the rows of its referenced table that the records
+    refer to (a temp table built by a semi-join on their values: small, where the whole referenced table would be
+    hashed); a record's reference is in it exactly when it is in the whole table. All records: the rules as given.
+    Returns the rules to compile and the temp tables to drop after."""
+    if not keys:
+        return rules, []
+    out: list[Rule] = []
+    temps: list[str] = []
+    base = base_sql(ds, columns, f"({ds.org_column}, {ds.key}) IN (SELECT _q_o, _q_k FROM {keys})", current_table(ds))
+    for i, rule in enumerate(rules):
+        c = compile_rule(rule, wh.dialect)
+        if c.scope != REFERENCE:
+            out.append(rule)
+            continue
+        table, org, ref, column = c.reference
+        wh.execute(f"DROP TABLE IF EXISTS {REFERRED}{i}")
+        wh.execute(
+            f"CREATE TEMP TABLE {REFERRED}{i} AS SELECT r.{org}, r.{ref} FROM {table} r WHERE (r.{org}, r.{ref}) IN "
+            f"(SELECT b._org_code, b.{column} FROM ({base}) b WHERE b.{column} IS NOT NULL)"
+        )
+        out.append(referring_to(rule, f"{REFERRED}{i}"))
+        temps.append(f"{REFERRED}{i}")
+    return out, temps
 
 
 class FlagFollower:
