@@ -16,8 +16,8 @@ from quality.relation import latest_sql, version_order
 from warehouse import Warehouse
 
 LEDGER = "quality.current_batch"
+BATCHES = "q_current_batches"
 KEYS = "q_current_keys"
-FRESH = "q_current_fresh"  # the merged keys' new latest versions (deletions included), read once from raw
 FULL_SHARE = 0.5  # when the changed batches hold more than this share of raw, rebuilding is cheaper than merging
 
 
@@ -35,9 +35,8 @@ class Follower(Protocol):
     def before(self, keys: str) -> None:
         """The rows of `keys` (a temp table of `(_q_o, _q_k)` institution/source-key pairs) are about to be replaced."""
 
-    def after(self, keys: str | None, fresh: str | None) -> None:
-        """The rows of `keys` were replaced or dropped (None: the whole table was rebuilt); `fresh` holds their new
-        latest versions (every column, deletions included as `_op = 'D'`)."""
+    def after(self, keys: str | None) -> None:
+        """The rows of `keys` were replaced or dropped (None: the whole table was rebuilt)."""
 
 
 def current_table(ds: Dataset) -> str:
@@ -62,11 +61,12 @@ def _ensure_table(wh: Warehouse, ds: Dataset, columns: list[tuple[str, str]]) ->
 
 
 def _write_ledger(wh: Warehouse, ds: Dataset, counts: dict[str, int], replace_all: bool) -> None:
-    """Record the raw rows merged per batch (all batches, or `counts`' only)."""
+    """Record the raw rows merged per batch (all batches, or `counts`' — already staged in BATCHES — only)."""
     if replace_all:
         wh.execute(f"DELETE FROM {LEDGER} WHERE dataset = ?", [ds.name])
-    elif counts:
-        wh.execute(f"DELETE FROM {LEDGER} WHERE dataset = ? AND batch_id IN ({_marks(counts)})", [ds.name, *counts])
+    else:
+        wh.execute(f"DELETE FROM {LEDGER} WHERE dataset = ? AND batch_id IN (SELECT batch_id FROM {BATCHES})",
+                   [ds.name])  # fmt: skip
     if counts:
         frame = pl.DataFrame(
             {"dataset": [ds.name] * len(counts), "batch_id": list(counts), "raw_rows": list(counts.values())},
@@ -75,9 +75,11 @@ def _write_ledger(wh: Warehouse, ds: Dataset, counts: dict[str, int], replace_al
         wh.load(LEDGER, frame)
 
 
-def _marks(values: dict[str, int]) -> str:
-    """One placeholder per value (the changed batches are passed as parameters, not staged in a temp table)."""
-    return ", ".join("?" for _ in values)
+def _stage_batches(wh: Warehouse, batches: list[str]) -> None:
+    wh.execute(f"DROP TABLE IF EXISTS {BATCHES}")
+    wh.execute(f"CREATE TEMP TABLE {BATCHES} (batch_id VARCHAR)")
+    if batches:
+        wh.load(BATCHES, pl.DataFrame({"batch_id": batches}, schema={"batch_id": pl.String}))
 
 
 def _newest(spans: dict[str, tuple[int, object, object]], changed: set[str]) -> bool:
@@ -94,22 +96,18 @@ def sync_current(
 ) -> SyncResult:
     """Bring the data set's current-version table up to date with raw (call inside the run's transaction), telling
     `follower` (when given) which rows change."""
-    table = current_table(ds)
+    table, org, key = current_table(ds), ds.org_column, ds.key
     created = _ensure_table(wh, ds, columns)
     names = ", ".join(name for name, _ in columns)
-    spans: dict[str, tuple[int, object, object]] = {}  # batch → (raw rows, first and last ingest time)
-    merged: dict[str, int] = {}  # batch → raw rows merged (the ledger), in the same statement
-    for b, n, lo, hi, m in wh.query(
-        f"SELECT coalesce(r.b, l.batch_id), r.n, r.lo, r.hi, l.raw_rows FROM (SELECT {ds.batch} AS b, count(*) AS n, "
-        f"min(_ingested_at) AS lo, max(_ingested_at) AS hi FROM {ds.table} GROUP BY {ds.batch}) r "
-        f"FULL JOIN (SELECT batch_id, raw_rows FROM {LEDGER} WHERE dataset = ?) l ON l.batch_id = r.b",
-        [ds.name],
-    ):
-        if n is not None:
-            spans[str(b)] = (int(n), lo, hi)
-        if m is not None:
-            merged[str(b)] = int(m)
+    spans = {  # batch → (raw rows, first and last ingest time)
+        str(b): (int(n), lo, hi)
+        for b, n, lo, hi in wh.query(
+            f"SELECT {ds.batch}, count(*), min(_ingested_at), max(_ingested_at) FROM {ds.table} GROUP BY {ds.batch}"
+        )
+    }
     counts = {b: n for b, (n, _, _) in spans.items()}
+    merged = {str(b): int(n) for b, n in wh.query(f"SELECT batch_id, raw_rows FROM {LEDGER} WHERE dataset = ?",
+                                                   [ds.name])}  # fmt: skip
     changed = {b: n for b, n in counts.items() if merged.get(b) != n}
     shrunk = any(counts.get(b, 0) < n for b, n in merged.items())  # raw lost rows (rebuilt): trust nothing merged
     if not changed and not shrunk and not created:
@@ -120,44 +118,32 @@ def sync_current(
         wh.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM ({latest_sql(ds)}) v WHERE _op <> 'D'")
         _write_ledger(wh, ds, counts, replace_all=True)
         if follower is not None:
-            follower.after(None, None)
+            follower.after(None)
         return SyncResult(ds.name, "rebuilt", len(counts), sum(counts.values()))
-    _merge(wh, ds, names, list(changed), _newest(spans, set(changed)), follower)
-    _write_ledger(wh, ds, changed, replace_all=False)
-    return SyncResult(ds.name, "merged", len(changed), touched)
-
-
-def _merge(wh: Warehouse, ds: Dataset, names: str, batches: list[str], newest: bool, follower: Follower | None) -> None:
-    """Replace the current rows of the keys the changed `batches` touch by their latest versions. Those versions are
-    staged once (FRESH) and the touched keys taken from them: raw is read once, the current table only to delete."""
-    table, org, key = current_table(ds), ds.org_column, ds.key
-    in_batches = f"t.{ds.batch} IN ({', '.join('?' for _ in batches)})"
-    for temp in (KEYS, FRESH):
-        wh.execute(f"DROP TABLE IF EXISTS {temp}")
+    _stage_batches(wh, list(changed))
+    wh.execute(f"DROP TABLE IF EXISTS {KEYS}")
+    wh.execute(
+        f"CREATE TEMP TABLE {KEYS} AS SELECT DISTINCT {org} AS _q_o, {key} AS _q_k FROM {ds.table} "
+        f"WHERE {ds.batch} IN (SELECT batch_id FROM {BATCHES})"
+    )
+    if follower is not None:
+        follower.before(KEYS)
+    wh.execute(f"DELETE FROM {table} WHERE ({org}, {key}) IN (SELECT _q_o, _q_k FROM {KEYS})")
     # the changed batches landed after every other (ingest time first in the version order): a touched key's latest
     # version is among their rows, so only those are read; else all raw versions of the touched keys
-    if newest:
-        source = f"{ds.table} t WHERE {in_batches}"
-    else:
-        wh.execute(
-            f"CREATE TEMP TABLE {KEYS} AS SELECT DISTINCT {org} AS _q_o, {key} AS _q_k FROM {ds.table} t "
-            f"WHERE {in_batches}",
-            batches,
-        )
-        source = f"{ds.table} t JOIN {KEYS} k ON k._q_o = t.{org} AND k._q_k = t.{key}"
+    source = (
+        f"{ds.table} t WHERE t.{ds.batch} IN (SELECT batch_id FROM {BATCHES})"
+        if _newest(spans, set(changed))
+        else f"{ds.table} t JOIN {KEYS} k ON k._q_o = t.{org} AND k._q_k = t.{key}"
+    )
     versions = (
         f"SELECT t.*, row_number() OVER (PARTITION BY t.{org}, t.{key} ORDER BY {version_order('t')}) AS _q_rn "
         f"FROM {source}"
     )
-    wh.execute(f"CREATE TEMP TABLE {FRESH} AS SELECT {names} FROM ({versions}) v WHERE _q_rn = 1",
-               batches if newest else None)  # fmt: skip
-    if newest:  # one row per touched key
-        wh.execute(f"CREATE TEMP TABLE {KEYS} AS SELECT {org} AS _q_o, {key} AS _q_k FROM {FRESH}")
+    wh.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM ({versions}) v WHERE _q_rn = 1 AND _op <> 'D'")
     if follower is not None:
-        follower.before(KEYS)
-    wh.execute(f"DELETE FROM {table} WHERE ({org}, {key}) IN (SELECT _q_o, _q_k FROM {KEYS})")
-    wh.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {FRESH} WHERE _op <> 'D'")
-    if follower is not None:
-        follower.after(KEYS, FRESH)
-    for temp in (KEYS, FRESH):
-        wh.execute(f"DROP TABLE IF EXISTS {temp}")
+        follower.after(KEYS)
+    wh.execute(f"DROP TABLE IF EXISTS {KEYS}")
+    _write_ledger(wh, ds, changed, replace_all=False)
+    wh.execute(f"DROP TABLE IF EXISTS {BATCHES}")
+    return SyncResult(ds.name, "merged", len(changed), touched)

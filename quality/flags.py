@@ -123,14 +123,14 @@ class FlagFollower:
         names = flag_columns(rules, wh.dialect)
         self.references = [names[r.id] for r in rules if compiled[r.id].scope == REFERENCE]
 
-    def _base(self, keys: str | None = None, table: str = "") -> str:
+    def _base(self, keys: str | None = None) -> str:
         ds = self.ds
         where = f"({ds.org_column}, {ds.key}) IN (SELECT _q_o, _q_k FROM {keys})" if keys else ""
-        return base_sql(ds, self.columns, where, table or current_table(ds))
+        return base_sql(ds, self.columns, where, current_table(ds))
 
-    def _collect_groups(self, base: str, create: bool) -> None:
+    def _collect_groups(self, keys: str, create: bool) -> None:
         for i, group in enumerate(self.groups):
-            select = f"SELECT DISTINCT {', '.join(group)} FROM ({base}) b"
+            select = f"SELECT DISTINCT {', '.join(group)} FROM ({self._base(keys)}) b"
             if create:
                 self.wh.execute(f"DROP TABLE IF EXISTS {GROUPS}{i}")
                 self.wh.execute(f"CREATE TEMP TABLE {GROUPS}{i} AS {select}")
@@ -138,15 +138,14 @@ class FlagFollower:
                 self.wh.execute(f"INSERT INTO {GROUPS}{i} {select}")
 
     def before(self, keys: str) -> None:
-        self._collect_groups(self._base(keys), create=True)  # the groups the old versions leave
+        self._collect_groups(keys, create=True)  # the groups the old versions leave
 
-    def after(self, keys: str | None, fresh: str | None) -> None:
+    def after(self, keys: str | None) -> None:
         wh, ds = self.wh, self.ds
         if keys is None:
             store_flags(wh, ds, self.rules, self.columns, None)
             return
-        # and the groups the new versions join (read from the staged versions: all of them, no current-table scan)
-        self._collect_groups(self._base(None, fresh) if fresh else self._base(keys), create=False)
+        self._collect_groups(keys, create=False)  # and the groups the new versions join
         wh.execute(f"DROP TABLE IF EXISTS {AFFECTED}")
         wh.execute(f"CREATE TEMP TABLE {AFFECTED} AS SELECT _q_o, _q_k FROM {keys}")
         for i, group in enumerate(self.groups):
