@@ -99,15 +99,19 @@ def sync_current(
     table, org, key = current_table(ds), ds.org_column, ds.key
     created = _ensure_table(wh, ds, columns)
     names = ", ".join(name for name, _ in columns)
-    spans = {  # batch → (raw rows, first and last ingest time)
-        str(b): (int(n), lo, hi)
-        for b, n, lo, hi in wh.query(
-            f"SELECT {ds.batch}, count(*), min(_ingested_at), max(_ingested_at) FROM {ds.table} GROUP BY {ds.batch}"
-        )
-    }
+    spans: dict[str, tuple[int, object, object]] = {}  # batch → (raw rows, first and last ingest time)
+    merged: dict[str, int] = {}  # batch → raw rows merged (the ledger), read by the same statement
+    for b, n, lo, hi, m in wh.query(
+        f"SELECT coalesce(r.b, l.batch_id), r.n, r.lo, r.hi, l.raw_rows FROM (SELECT {ds.batch} AS b, count(*) AS n, "
+        f"min(_ingested_at) AS lo, max(_ingested_at) AS hi FROM {ds.table} GROUP BY {ds.batch}) r "
+        f"FULL JOIN (SELECT batch_id, raw_rows FROM {LEDGER} WHERE dataset = ?) l ON l.batch_id = r.b",
+        [ds.name],
+    ):
+        if n is not None:
+            spans[str(b)] = (int(n), lo, hi)
+        if m is not None:
+            merged[str(b)] = int(m)
     counts = {b: n for b, (n, _, _) in spans.items()}
-    merged = {str(b): int(n) for b, n in wh.query(f"SELECT batch_id, raw_rows FROM {LEDGER} WHERE dataset = ?",
-                                                   [ds.name])}  # fmt: skip
     changed = {b: n for b, n in counts.items() if merged.get(b) != n}
     shrunk = any(counts.get(b, 0) < n for b, n in merged.items())  # raw lost rows (rebuilt): trust nothing merged
     if not changed and not shrunk and not created:
