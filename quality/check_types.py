@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from quality.catalog import CatalogError, Rule
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 SEEDS = Path(__file__).resolve().parents[1] / "dbt_project" / "seeds"
 OK, FAIL = "ok", "fail"
+ROW, GROUP, REFERENCE, SET = "row", "group", "reference", "set"
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)  # GB 11643-1999
 ID18 = "^[0-9]{17}[0-9Xx]$"
 
@@ -31,6 +32,14 @@ class Compiled:
     # column name → SQL expression computed one layer below `derived` (which may use it): a costly value a rule
     # needs several times is computed once per record
     pre: dict[str, str] = field(default_factory=dict)
+    # what the outcome depends on, i.e. when a stored outcome (quality/flags.py) must be recomputed: ROW the record
+    # alone (when it is merged); GROUP the records sharing `group` (when one of them is merged); REFERENCE also an
+    # append-only raw table (a failure may pass once the referenced row lands: stored failures are rechecked); SET
+    # anything else (evaluated every run)
+    scope: str = ROW
+    group: tuple[str, ...] = ()  # GROUP: the partition columns
+    # REFERENCE: (referenced table, its institution column, its referenced column, the record's column)
+    reference: tuple[str, str, str, str] = ()
 
     @property
     def column(self) -> str:
@@ -199,7 +208,8 @@ def logic(rule: Rule, dialect: str) -> Compiled:
     when, then = str(rule.params["when"]), str(rule.params["then"])
     if ";" in when + then:
         raise CatalogError(f"rule {rule.id}: when/then must be single SQL boolean expressions")
-    return flagged(rule, flag(f"({then})", f"({when})"))
+    reads_others = re.search(r"\bselect\b", when + then, re.IGNORECASE) is not None  # a subquery: not row-local
+    return replace(flagged(rule, flag(f"({then})", f"({when})")), scope=SET if reads_others else ROW)
 
 
 def referential(rule: Rule, dialect: str) -> Compiled:
@@ -207,7 +217,15 @@ def referential(rule: Rule, dialect: str) -> Compiled:
     column, table, ref = col(rule), str(rule.params["table"]), col(rule, "ref_column")
     org = str(rule.params.get("ref_org_column", "_org_code"))
     exists = f"(b._org_code, b.{column}) IN (SELECT r.{org}, r.{ref} FROM {table} r)"  # uncorrelated: one hash join
-    return flagged(rule, flag(exists, f"{column} IS NOT NULL"))
+    scope = REFERENCE if table.startswith("raw.") else SET  # raw is append-only: a reference once found stays
+    return replace(
+        flagged(rule, flag(exists, f"{column} IS NOT NULL")), scope=scope, reference=(table, org, ref, column)
+    )
+
+
+def referring_to(rule: Rule, table: str) -> Rule:
+    """The referential rule reading `table` (with the same columns) instead of its referenced table."""
+    return replace(rule, params={**rule.params, "table": table})
 
 
 def duplicate(rule: Rule, dialect: str) -> Compiled:
@@ -218,7 +236,7 @@ def duplicate(rule: Rule, dialect: str) -> Compiled:
     order = str(rule.params.get("order", "_source_key"))
     nonnull = " AND ".join(f"{c} IS NOT NULL" for c in columns)
     rank = f"row_number() OVER (PARTITION BY _org_code, {', '.join(columns)} ORDER BY {order})"
-    return flagged(rule, flag(f"{rank} = 1", nonnull))
+    return replace(flagged(rule, flag(f"{rank} = 1", nonnull)), scope=GROUP, group=("_org_code", *columns))
 
 
 def timeliness(rule: Rule, dialect: str) -> Compiled:

@@ -10,8 +10,9 @@ from datetime import date, datetime
 import polars as pl
 
 from quality.catalog import Rule, datasets_of, load_catalog
-from quality.check_types import failure_sql
-from quality.current import current_table, sync_current
+from quality.check_types import failure_sql, lit
+from quality.current import current_table
+from quality.flags import flag_columns, flags_table, stored_rules, sync_stored
 from quality.relation import base_sql, columns_of, org_filter, relation_sql, table_columns
 from warehouse import Warehouse, ensure_core
 
@@ -44,10 +45,29 @@ def _flags_sql(
     return f"SELECT _q_org, _q_key, _q_origin, _q_batch, {fails} FROM ({sql}) r"
 
 
-def _counts_sql(rules: list[Rule], source: str) -> str:
-    """Evaluated and failed per institution and rule, in one scan."""
-    fails = ", ".join(f"count(*) FILTER (WHERE _f{i})" for i in range(len(rules)))
-    return f"SELECT _q_org, count(*), {fails} FROM {source} GROUP BY _q_org"
+def _counts_sql(names: list[str], source: str, where: str = "") -> str:
+    """Records and failures per institution of the boolean columns `names`, in one scan."""
+    fails = ", ".join(f"count(*) FILTER (WHERE {n})" for n in names)
+    return f"SELECT _q_org, count(*), {fails} FROM {source}{where} GROUP BY _q_org"
+
+
+def _write_problems(
+    wh: Warehouse, source: str, rules: list[Rule], names: list[str], failing: set[int], head: list, where: str = ""
+) -> None:
+    """Every failing record of the rules `failing` (indexes into `rules` / their flag columns `names`) of `source`
+    into quality.problem_record, with one INSERT … SELECT; `head`: run id, day, data set."""
+    if not failing:
+        return
+    chosen = sorted(failing)
+    values = ", ".join(f"(?, ?, f.{names[i]})" for i in chosen)
+    also = f" AND {where}" if where else ""
+    wh.execute(
+        "INSERT INTO quality.problem_record (run_id, day, org_code, dataset, rule_id, record_key, raw_origin, "
+        "batch_id, detail) SELECT DISTINCT ?, ?, f._q_org, ?, v.rule_id, f._q_key, f._q_origin, f._q_batch, "
+        f"v.detail FROM {source} f CROSS JOIN LATERAL (VALUES {values}) AS v(rule_id, detail, failed) "
+        f"WHERE v.failed AND ({' OR '.join(f'f.{names[i]}' for i in chosen)}){also}",
+        [*head, *(x for i in chosen for x in (rules[i].id, rules[i].description))],
+    )
 
 
 def _evaluate_dataset(
@@ -59,45 +79,50 @@ def _evaluate_dataset(
     org_codes: list[str],
     record: bool = True,
     current: str = "",
+    stored: tuple[Rule, ...] = (),
 ) -> dict[tuple[str, str], tuple[int, int]]:
-    """One scan of the data set's relation gives every rule's evaluated/failed per institution; when recording,
-    the flags of the records failing some rule are materialised (narrow: lineage + one boolean per rule; the records
-    evaluated are counted over the base rows, without the rules' columns) and every failing record of every rule is
-    written with one INSERT … SELECT. `current`: the raw data set's current-version table (default: from raw)."""
+    """Every rule's evaluated/failed per institution; when recording, every failing record of every rule is written
+    with one INSERT … SELECT per source. Rules in `stored` are read from the data set's stored flags (row-local rules
+    evaluated when their records were merged, quality/flags.py); the others are evaluated in one scan of the
+    relation, materialising only the records failing some rule (narrow: lineage + one boolean per rule); the records
+    evaluated are counted over the base rows. `current`: the raw data set's current-version table (default: from
+    raw)."""
     ds = rules[0].dataset
-    flags = _flags_sql(rules, columns, wh.dialect, org_codes, current)
-    if record:
+    computed = [r for r in rules if r not in stored]
+    if not record:
+        flags = _flags_sql(computed, columns, wh.dialect, org_codes, current)
+        rows = wh.query(_counts_sql([f"_f{i}" for i in range(len(computed))], f"({flags}) f"))
+        return {
+            (str(row[0]), r.id): (int(row[1]), int(f or 0))
+            for row in rows
+            for r, f in zip(computed, row[2:], strict=True)
+        }
+    head = [run_id, day, ds.name]
+    base = base_sql(ds, columns, org_filter(ds, org_codes), current)
+    totals = {str(o): int(n) for o, n in wh.query(f"SELECT CAST({ds.org_column} AS VARCHAR), count(*) FROM ({base}) b "
+                                                     "GROUP BY 1")}  # fmt: skip
+    failed: dict[tuple[str, str], int] = {}
+
+    def tally(part: list[Rule], names: list[str], source: str, where: str = "") -> None:
+        failing: set[int] = set()
+        for row in wh.query(_counts_sql(names, source, f" f WHERE {where}" if where else "")):
+            for i, (rule, n) in enumerate(zip(part, row[2:], strict=True)):
+                failed[(str(row[0]), rule.id)] = int(n or 0)
+                failing.update([i] if n else [])
+        _write_problems(wh, source, part, names, failing, head, where)
+
+    if computed:
+        flags = _flags_sql(computed, columns, wh.dialect, org_codes, current)
+        names = [f"_f{i}" for i in range(len(computed))]
         wh.execute(f"DROP TABLE IF EXISTS {TEMP}")
-        any_failed = " OR ".join(f"_f{i}" for i in range(len(rules)))
-        wh.execute(f"CREATE TEMP TABLE {TEMP} AS SELECT * FROM ({flags}) f WHERE {any_failed}")
-        failed = {row[0]: row[2:] for row in wh.query(_counts_sql(rules, TEMP))}
-        base = base_sql(ds, columns, org_filter(ds, org_codes), current)
-        rows = [
-            (org, n, *failed.get(org, [0] * len(rules)))
-            for org, n in wh.query(f"SELECT CAST({ds.org_column} AS VARCHAR), count(*) FROM ({base}) b GROUP BY 1")
-        ]
-    else:
-        rows = wh.query(_counts_sql(rules, f"({flags}) f"))
-    counts: dict[tuple[str, str], tuple[int, int]] = {}
-    failing: set[int] = set()
-    for row in rows:
-        for i, (rule, failed) in enumerate(zip(rules, row[2:], strict=True)):
-            counts[(str(row[0]), rule.id)] = (int(row[1]), int(failed or 0))
-            if failed:
-                failing.add(i)
-    if record and failing:
-        chosen = sorted(failing)
-        values = ", ".join(f"(?, ?, f._f{i})" for i in chosen)
-        wh.execute(
-            "INSERT INTO quality.problem_record (run_id, day, org_code, dataset, rule_id, record_key, raw_origin, "
-            "batch_id, detail) SELECT DISTINCT ?, ?, f._q_org, ?, v.rule_id, f._q_key, f._q_origin, f._q_batch, "
-            f"v.detail FROM {TEMP} f CROSS JOIN LATERAL (VALUES {values}) AS v(rule_id, detail, failed) "
-            f"WHERE v.failed AND ({' OR '.join(f'f._f{i}' for i in chosen)})",
-            [run_id, day, ds.name, *(x for i in chosen for x in (rules[i].id, rules[i].description))],
-        )
-    if record:
+        wh.execute(f"CREATE TEMP TABLE {TEMP} AS SELECT * FROM ({flags}) f WHERE {' OR '.join(names)}")
+        tally(computed, names, TEMP)
         wh.execute(f"DROP TABLE IF EXISTS {TEMP}")
-    return counts
+    if stored:
+        local = list(stored)
+        names = list(flag_columns(local, wh.dialect).values())
+        tally(local, names, flags_table(ds), f"f._q_org IN ({', '.join(lit(o) for o in org_codes) or 'NULL'})")
+    return {(org, r.id): (n, failed.get((org, r.id), 0)) for org, n in totals.items() for r in rules}
 
 
 def dataset_present(wh: Warehouse, table: str) -> bool:
@@ -129,7 +154,7 @@ def run_rules(
         started = time.perf_counter()
         if ds.kind == "raw" and ds.table in columns and wh.query(f"SELECT 1 FROM {ds.table} LIMIT 1"):
             with wh.transaction():
-                sync_current(wh, ds, columns[ds.table])
+                sync_stored(wh, ds, group, columns[ds.table])
             merged[ds.name] = time.perf_counter() - started
     with wh.transaction():
         marks = ", ".join("?" for _ in org_codes) or "NULL"
@@ -139,10 +164,13 @@ def run_rules(
             ds = group[0].dataset
             table = ds.table
             started = time.perf_counter()
-            present = table in columns and bool(wh.query(f"SELECT 1 FROM {table} LIMIT 1"))
+            present = ds.name in merged or (table in columns and bool(wh.query(f"SELECT 1 FROM {table} LIMIT 1")))
             current = current_table(ds) if ds.name in merged else ""
+            stored = tuple(stored_rules(group, wh.dialect)) if current else ()
             counts = (
-                _evaluate_dataset(wh, group, columns[table], run_id, day, org_codes, current=current) if present else {}
+                _evaluate_dataset(wh, group, columns[table], run_id, day, org_codes, current=current, stored=stored)
+                if present
+                else {}
             )
             if timings is not None:
                 timings[ds.name] = time.perf_counter() - started + merged.get(ds.name, 0.0)

@@ -83,6 +83,14 @@ def test_current_table_is_merged_from_new_batches_and_equals_raw(warehouse_url):
         assert wh.query(f"SELECT raw_rows FROM {LEDGER} WHERE dataset = 't_patient' AND batch_id = 'b3'") == [(2,)]
         assert _sync(wh) == "unchanged"
 
+        # an older batch grows after a later one landed: its keys' later versions elsewhere still win (all raw read)
+        append_raw(wh, "t_patient", _batch([("A", "k1", "n1-b4", t[5], False)]), "b4", t[5])
+        assert _sync(wh) == "merged"
+        append_raw(wh, "t_patient", _batch([("A", "k6", "n6-b2", t[6], False)]), "b2", t[6])
+        assert _sync(wh) == "merged"
+        current = _state(wh, f"SELECT * FROM {current_table(DS)}")
+        assert current == _derived(wh) and ("A", "k1", "n1-b4", "b4") in current
+
 
 def test_rules_read_the_current_table_and_rerun_after_new_batches(warehouse_url):
     t0, t1 = datetime(2026, 10, 1, 9), datetime(2026, 10, 2, 9)
