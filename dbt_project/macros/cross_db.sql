@@ -326,9 +326,14 @@ left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_exp
    ops.dbt_load), for post-hooks that look at what landed since. NULL after a full build (or a load into an empty
    table): nothing was held, so such a post-hook finds no candidate (on a full build it would re-check every row). #}
 {% macro previous_watermark() -%}
-    (select max(l.loaded_after) from ops.dbt_load as l
-     where l.model_name = '{{ this.identifier }}'
-       and l.recorded_at = (select max(m.recorded_at) from ops.dbt_load as m where m.model_name = '{{ this.identifier }}'))
+    ({{ loaded_after_sql(this.identifier) }})
+{%- endmacro %}
+
+{# The query for the watermark `model_name` held before its last load (ops.dbt_load; NULL after a full build). #}
+{% macro loaded_after_sql(model_name) -%}
+    select max(l.loaded_after) from ops.dbt_load as l
+     where l.model_name = '{{ model_name }}'
+       and l.recorded_at = (select max(m.recorded_at) from ops.dbt_load as m where m.model_name = '{{ model_name }}')
 {%- endmacro %}
 
 {# Keys (org_code || '|' || _source_key) of a raw table with a delete version landed after the model's previous
@@ -346,14 +351,7 @@ left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_exp
    delete+insert replaces their held rows; the post-hook `drop_duplicate_services` removes them. #}
 {% macro current_rows_of_groups(relation, group_column) -%}
     {%- if is_incremental() %}
-    {%- set touched -%}
-        select distinct v._org_code, trim(v.{{ group_column }}) as grp from {{ relation }} as v
-        where exists (
-            select 1 from {{ relation }} as n
-            where n._ingested_at > {{ incremental_watermark() }}
-              and n._org_code = v._org_code and n._source_key = v._source_key
-        )
-    {%- endset %}
+    {%- set touched = touched_groups(relation, 'distinct v._org_code, trim(v.' ~ group_column ~ ') as grp') %}
     select * from (
         select v.*, {{ version_rank() }} as _version_rank
         from {{ relation }} as v

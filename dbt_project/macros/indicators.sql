@@ -50,16 +50,12 @@
             {{ deleted_since_last_load(source('raw', 'his_encounter')) }}
         )
     {%- endset %}
-    delete from {{ this }}
-    where encounter_key in (
-        select c.encounter_key from ({{ candidates }}) as c
-        left join (
-            select e.encounter_key from {{ ref('cdr__encounter') }} as e
-            inner join ({{ candidates }}) as k on k.encounter_key = e.encounter_key
-            where e.encounter_class_code = '3'
-        ) as kept on kept.encounter_key = c.encounter_key
-        where kept.encounter_key is null
-    )
+    {%- set kept -%}
+        select e.encounter_key from {{ ref('cdr__encounter') }} as e
+        inner join ({{ candidates }}) as k on k.encounter_key = e.encounter_key
+        where e.encounter_class_code = '3'
+    {%- endset %}
+    {{ delete_unless_kept('encounter_key', candidates, kept) }}
 {%- endmacro %}
 
 {# Post-hook of int_marts__fee: drop the fee lines whose fee or encounter left the CDR or whose fee now names an
@@ -75,14 +71,21 @@
             )
             or t.encounter_key in ({{ deleted_since_last_load(source('raw', 'his_encounter')) }})
     {%- endset %}
+    {%- set kept -%}
+        select f.fee_key from {{ ref('cdr__fee') }} as f
+        inner join ({{ candidates }}) as k on k.fee_key = f.fee_key and k.encounter_key = f.encounter_key
+        inner join {{ ref('cdr__encounter') }} as e on e.encounter_key = f.encounter_key
+    {%- endset %}
+    {{ delete_unless_kept('fee_key', candidates, kept) }}
+{%- endmacro %}
+
+{# Delete from the model the `key_column` values of `candidates` that `kept` (the candidates still backed by the
+   CDR) does not list: the shared end of the drop_gone_* post-hooks. #}
+{% macro delete_unless_kept(key_column, candidates, kept) -%}
     delete from {{ this }}
-    where fee_key in (
-        select c.fee_key from ({{ candidates }}) as c
-        left join (
-            select f.fee_key from {{ ref('cdr__fee') }} as f
-            inner join ({{ candidates }}) as k on k.fee_key = f.fee_key and k.encounter_key = f.encounter_key
-            inner join {{ ref('cdr__encounter') }} as e on e.encounter_key = f.encounter_key
-        ) as kept on kept.fee_key = c.fee_key
-        where kept.fee_key is null
+    where {{ key_column }} in (
+        select c.{{ key_column }} from ({{ candidates }}) as c
+        left join ({{ kept }}) as kept on kept.{{ key_column }} = c.{{ key_column }}
+        where kept.{{ key_column }} is null
     )
 {%- endmacro %}

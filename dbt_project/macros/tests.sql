@@ -47,10 +47,7 @@ having count(*) > 1
     {%- set log = adapter.get_relation(database=target.database, schema='ops', identifier='dbt_load') -%}
     {%- set held = none -%}
     {%- if log is not none -%}
-        {%- set rows = run_query("select l.loaded_after from ops.dbt_load as l where l.model_name = '" ~ model_name
-            ~ "' and l.recorded_at = (select max(m.recorded_at) from ops.dbt_load as m where m.model_name = '"
-            ~ model_name ~ "')").columns[0].values() -%}
-        {%- set held = rows[0] if rows | length > 0 else none -%}
+        {%- set held = run_query(loaded_after_sql(model_name)).columns[0].values()[0] -%}
     {%- endif -%}
     {{ return(held if held is not none else '1900-01-01') }}
 {%- endmacro %}
