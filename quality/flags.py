@@ -16,7 +16,7 @@ import json
 
 from quality.catalog import Dataset, Rule
 from quality.check_types import GROUP, REFERENCE, SET, Compiled, compile_rule, failure_sql, referring_to
-from quality.current import SyncResult, current_table, sync_current
+from quality.current import SyncResult, current_table, keyed, sync_current
 from quality.relation import base_sql, relation_sql
 from warehouse import Warehouse
 
@@ -67,7 +67,7 @@ def store_flags(
     """(Re)compute the stored flags of the current records of `keys` (a table of `(_q_o, _q_k)` pairs, holding every
     record of any group it touches; None: all) from the current-version table; only failing records are kept."""
     table, names = flags_table(ds), flag_columns(rules, wh.dialect)
-    where = f"({ds.org_column}, {ds.key}) IN (SELECT _q_o, _q_k FROM {keys})" if keys else ""
+    where = keyed(ds, keys, wh.dialect) if keys else ""
     if keys:
         wh.execute(f"DELETE FROM {table} WHERE (_q_org, _q_key) IN (SELECT CAST(_q_o AS VARCHAR), "
                    f"CAST(_q_k AS VARCHAR) FROM {keys})")  # fmt: skip
@@ -96,7 +96,7 @@ def _narrowed(
         return rules, []
     out: list[Rule] = []
     temps: list[str] = []
-    base = base_sql(ds, columns, f"({ds.org_column}, {ds.key}) IN (SELECT _q_o, _q_k FROM {keys})", current_table(ds))
+    base = base_sql(ds, columns, keyed(ds, keys, wh.dialect), current_table(ds))
     for i, rule in enumerate(rules):
         c = compile_rule(rule, wh.dialect)
         if c.scope != REFERENCE:
@@ -125,7 +125,7 @@ class FlagFollower:
 
     def _base(self, keys: str | None = None) -> str:
         ds = self.ds
-        where = f"({ds.org_column}, {ds.key}) IN (SELECT _q_o, _q_k FROM {keys})" if keys else ""
+        where = keyed(ds, keys, self.wh.dialect) if keys else ""
         return base_sql(ds, self.columns, where, current_table(ds))
 
     def _collect_groups(self, keys: str, create: bool) -> None:

@@ -3,7 +3,9 @@ its failing records) and record results per institution and day."""
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -17,6 +19,7 @@ from quality.relation import base_sql, columns_of, org_filter, relation_sql, tab
 from warehouse import Warehouse, ensure_core
 
 TEMP = "q_relation"
+MERGE_WORKERS = 2  # raw data sets merged at a time (quality.runner.merge_current)
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,43 @@ def _evaluate_dataset(
     return {(org, r.id): (n, failed.get((org, r.id), 0)) for org, n in totals.items() for r in rules}
 
 
+def merge_current(
+    wh: Warehouse, groups: list[list[Rule]], columns: dict[str, list[tuple[str, str]]], workers: int = MERGE_WORKERS
+) -> dict[str, float]:
+    """Bring the current-version tables and stored flags of the raw data sets `groups` up to date, each data set in
+    a transaction of its own (the rules' transaction stays small), `workers` data sets at a time on connections of
+    their own (they touch different tables; the statements of one merge leave cores idle — commits, small data
+    sets —, which another merge fills), largest raw table first. Returns the seconds each merge took."""
+
+    def merge(group: list[Rule], on: Warehouse) -> tuple[str, float]:
+        ds, started = group[0].dataset, time.perf_counter()
+        with on.transaction():
+            sync_stored(on, ds, group, columns[ds.table])
+        return ds.name, time.perf_counter() - started
+
+    if workers <= 1 or len(groups) < 2:
+        return dict(merge(group, wh) for group in groups)
+    sizes = wh.estimated_rows([g[0].dataset.table for g in groups])
+    todo = sorted(groups, key=lambda g: -sizes.get(g[0].dataset.table, 0))
+    local = threading.local()
+    opened: list[Warehouse] = []
+    lock = threading.Lock()
+
+    def run(group: list[Rule]) -> tuple[str, float]:
+        if not hasattr(local, "wh"):
+            with lock:
+                local.wh = wh.sibling()
+                opened.append(local.wh)
+        return merge(group, local.wh)
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quality-merge") as pool:
+            return dict(pool.map(run, todo))
+    finally:
+        for other in opened:
+            other.close()
+
+
 def dataset_present(wh: Warehouse, table: str) -> bool:
     """A data set is evaluated only when its table exists and holds rows (else its rules are `not_evaluated`)."""
     return wh.table_exists(table) and bool(wh.query(f"SELECT 1 FROM {table} LIMIT 1"))
@@ -136,11 +176,12 @@ def run_rules(
     day: date,
     rules: tuple[Rule, ...] | None = None,
     timings: dict[str, float] | None = None,
+    workers: int = MERGE_WORKERS,
 ) -> list[RuleOutcome]:
     """Evaluate every rule for every institution; institutions without data get an explicit 0/0 result, and a
     data set whose table does not exist (yet) or is empty gets `not_evaluated` (no finding). `timings`, when given,
     receives the seconds spent per data set (benchmarks; `<data set>.current`: bringing its current-version table
-    up to date, included)."""
+    up to date, included — merges run `workers` at a time, so these overlap; `merge`: the wall time of them all)."""
     ensure_core(wh)
     rules = rules or load_catalog()
     run_id = run_id_for(day)
@@ -148,14 +189,12 @@ def run_rules(
     outcomes: list[RuleOutcome] = []
     groups = datasets_of(rules)
     columns = columns_of(wh, [g[0].dataset.table for g in groups.values()])
-    merged: dict[str, float] = {}
-    for group in groups.values():  # each data set's merge commits on its own: the rules' transaction stays small
-        ds = group[0].dataset
-        started = time.perf_counter()
-        if ds.kind == "raw" and ds.table in columns and wh.query(f"SELECT 1 FROM {ds.table} LIMIT 1"):
-            with wh.transaction():
-                sync_stored(wh, ds, group, columns[ds.table])
-            merged[ds.name] = time.perf_counter() - started
+    raw = [g for g in groups.values() if g[0].dataset.kind == "raw" and g[0].dataset.table in columns]
+    started = time.perf_counter()
+    merged = merge_current(wh, [g for g in raw if wh.query(f"SELECT 1 FROM {g[0].dataset.table} LIMIT 1")], columns,
+                           workers)  # fmt: skip
+    if timings is not None:
+        timings["merge"] = time.perf_counter() - started  # wall, all merges (they overlap)
     with wh.transaction():
         marks = ", ".join("?" for _ in org_codes) or "NULL"
         for table in ("quality.check_result", "quality.problem_record"):  # only these institutions' results

@@ -137,6 +137,16 @@ class Warehouse:
                 ) from exc
         return self
 
+    def sibling(self) -> Warehouse:
+        """Another connection to the same warehouse, with transactions of its own (work in another thread):
+        on DuckDB a cursor of this database instance (same settings, same memory limit), on PostgreSQL a new
+        connection. Close it when done."""
+        other = Warehouse(self.target.url, self.read_only)
+        if self.dialect == "duckdb":
+            other._conn = self.conn.cursor()
+            return other
+        return other.connect()
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -281,6 +291,17 @@ class Warehouse:
             [schema, table],
         )
         return [r[0] for r in rows]
+
+    def estimated_rows(self, tables: list[str]) -> dict[str, int]:
+        """Rows of `schema.table`s as the catalog estimates them (no scan: for ordering work by size, not for
+        counting); tables that do not exist are absent."""
+        if self.dialect == "duckdb":
+            sql = "SELECT schema_name || '.' || table_name, estimated_size FROM duckdb_tables()"
+        else:
+            sql = ("SELECT n.nspname || '.' || c.relname, greatest(c.reltuples, 0) FROM pg_class c "
+                   "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p')")  # fmt: skip
+        wanted = set(tables)
+        return {str(t): int(n or 0) for t, n in self.query(sql) if t in wanted}
 
     def count(self, qualified: str, where: str = "", params: Sequence[Any] | None = None) -> int:
         sql = f"SELECT count(*) FROM {qualified}" + (f" WHERE {where}" if where else "")
