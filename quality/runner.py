@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TypeVar
 
 import polars as pl
 
@@ -19,7 +21,9 @@ from quality.relation import base_sql, columns_of, org_filter, relation_sql, tab
 from warehouse import Warehouse, ensure_core
 
 TEMP = "q_relation"
-MERGE_WORKERS = 2  # raw data sets merged at a time (quality.runner.merge_current)
+WORKERS = 2  # data sets run at a time (quality.runner.run_rules)
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -55,10 +59,18 @@ def _counts_sql(names: list[str], source: str, where: str = "") -> str:
 
 
 def _write_problems(
-    wh: Warehouse, source: str, rules: list[Rule], names: list[str], failing: set[int], head: list, where: str = ""
+    wh: Warehouse,
+    source: str,
+    rules: list[Rule],
+    names: list[str],
+    failing: set[int],
+    head: list,
+    where: str = "",
+    unique: bool = False,
 ) -> None:
     """Every failing record of the rules `failing` (indexes into `rules` / their flag columns `names`) of `source`
-    into quality.problem_record, with one INSERT … SELECT; `head`: run id, day, data set."""
+    into quality.problem_record, with one INSERT … SELECT; `head`: run id, day, data set. `unique`: `source` holds
+    each record once (stored flags), so no DISTINCT is needed."""
     if not failing:
         return
     chosen = sorted(failing)
@@ -66,7 +78,8 @@ def _write_problems(
     also = f" AND {where}" if where else ""
     wh.execute(
         "INSERT INTO quality.problem_record (run_id, day, org_code, dataset, rule_id, record_key, raw_origin, "
-        "batch_id, detail) SELECT DISTINCT ?, ?, f._q_org, ?, v.rule_id, f._q_key, f._q_origin, f._q_batch, "
+        f"batch_id, detail) SELECT {'' if unique else 'DISTINCT '}?, ?, f._q_org, ?, v.rule_id, f._q_key, "
+        "f._q_origin, f._q_batch, "
         f"v.detail FROM {source} f CROSS JOIN LATERAL (VALUES {values}) AS v(rule_id, detail, failed) "
         f"WHERE v.failed AND ({' OR '.join(f'f.{names[i]}' for i in chosen)}){also}",
         [*head, *(x for i in chosen for x in (rules[i].id, rules[i].description))],
@@ -106,13 +119,13 @@ def _evaluate_dataset(
                                                      "GROUP BY 1")}  # fmt: skip
     failed: dict[tuple[str, str], int] = {}
 
-    def tally(part: list[Rule], names: list[str], source: str, where: str = "") -> None:
+    def tally(part: list[Rule], names: list[str], source: str, where: str = "", unique: bool = False) -> None:
         failing: set[int] = set()
         for row in wh.query(_counts_sql(names, source, f" f WHERE {where}" if where else "")):
             for i, (rule, n) in enumerate(zip(part, row[2:], strict=True)):
                 failed[(str(row[0]), rule.id)] = int(n or 0)
                 failing.update([i] if n else [])
-        _write_problems(wh, source, part, names, failing, head, where)
+        _write_problems(wh, source, part, names, failing, head, where, unique)
 
     if computed:
         flags = _flags_sql(computed, columns, wh.dialect, org_codes, current)
@@ -124,45 +137,106 @@ def _evaluate_dataset(
     if stored:
         local = list(stored)
         names = list(flag_columns(local, wh.dialect).values())
-        tally(local, names, flags_table(ds), f"f._q_org IN ({', '.join(lit(o) for o in org_codes) or 'NULL'})")
+        orgs = f"f._q_org IN ({', '.join(lit(o) for o in org_codes) or 'NULL'})"
+        tally(local, names, flags_table(ds), orgs, unique=True)  # one row per current record
     return {(org, r.id): (n, failed.get((org, r.id), 0)) for org, n in totals.items() for r in rules}
 
 
-def merge_current(
-    wh: Warehouse, groups: list[list[Rule]], columns: dict[str, list[tuple[str, str]]], workers: int = MERGE_WORKERS
-) -> dict[str, float]:
-    """Bring the current-version tables and stored flags of the raw data sets `groups` up to date, each data set in
-    a transaction of its own (the rules' transaction stays small), `workers` data sets at a time on connections of
-    their own (they touch different tables; the statements of one merge leave cores idle — commits, small data
-    sets —, which another merge fills), largest raw table first. Returns the seconds each merge took."""
-
-    def merge(group: list[Rule], on: Warehouse) -> tuple[str, float]:
-        ds, started = group[0].dataset, time.perf_counter()
-        with on.transaction():
-            sync_stored(on, ds, group, columns[ds.table])
-        return ds.name, time.perf_counter() - started
-
-    if workers <= 1 or len(groups) < 2:
-        return dict(merge(group, wh) for group in groups)
-    sizes = wh.estimated_rows([g[0].dataset.table for g in groups])
-    todo = sorted(groups, key=lambda g: -sizes.get(g[0].dataset.table, 0))
+def in_parallel(wh: Warehouse, items: list[T], work: Callable[[T, Warehouse], R], workers: int) -> list[R]:
+    """`work(item, connection)` for every item, `workers` at a time, each worker on a connection of its own
+    (`Warehouse.sibling`; transactions of its own), items started in the order given; results in that order."""
+    if workers <= 1 or len(items) < 2:
+        return [work(item, wh) for item in items]
     local = threading.local()
     opened: list[Warehouse] = []
     lock = threading.Lock()
 
-    def run(group: list[Rule]) -> tuple[str, float]:
+    def run(item: T) -> R:
         if not hasattr(local, "wh"):
             with lock:
                 local.wh = wh.sibling()
                 opened.append(local.wh)
-        return merge(group, local.wh)
+        return work(item, local.wh)
 
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quality-merge") as pool:
-            return dict(pool.map(run, todo))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quality") as pool:
+            return list(pool.map(run, items))
     finally:
         for other in opened:
             other.close()
+
+
+def _check_frame(run_id: str, day: date, outcomes: list[RuleOutcome], rules: list[Rule], at: datetime) -> pl.DataFrame:
+    """`quality.check_result` rows of `outcomes`."""
+    by_id = {r.id: r for r in rules}
+    return pl.DataFrame(
+        {
+            "run_id": run_id,
+            "day": pl.Series([day] * len(outcomes), dtype=pl.Date),
+            "org_code": [o.org_code for o in outcomes],
+            "dataset": [by_id[o.rule_id].dataset.name for o in outcomes],
+            "rule_id": [o.rule_id for o in outcomes],
+            "check_type": [by_id[o.rule_id].check_type for o in outcomes],
+            "dimension": [by_id[o.rule_id].dimension for o in outcomes],
+            "severity": [by_id[o.rule_id].severity for o in outcomes],
+            "evaluated": pl.Series([o.evaluated for o in outcomes], dtype=pl.Int64),
+            "failed": pl.Series([o.failed for o in outcomes], dtype=pl.Int64),
+            "checked_at": pl.Series([at] * len(outcomes), dtype=pl.Datetime("us")),
+            "label": [by_id[o.rule_id].label for o in outcomes],
+            "status": [o.status for o in outcomes],
+            "standard": [by_id[o.rule_id].standard for o in outcomes],
+        }
+    )
+
+
+@dataclass(frozen=True)
+class _DatasetRun:
+    outcomes: list[RuleOutcome]
+    merge_seconds: float  # bringing the current-version table and stored flags up to date
+    seconds: float  # all of it
+
+
+def _run_dataset(
+    on: Warehouse,
+    group: list[Rule],
+    columns: dict[str, list[tuple[str, str]]],
+    run_id: str,
+    day: date,
+    org_codes: list[str],
+    checked_at: datetime,
+) -> _DatasetRun:
+    """One data set's part of a run, in one transaction: a raw data set's new batches merged into its current-version
+    table and stored flags (quality/flags.py), then its results and problem records of the day for these
+    institutions replaced."""
+    ds, started = group[0].dataset, time.perf_counter()
+    table = ds.table
+    with on.transaction():
+        merged = ds.kind == "raw" and table in columns and bool(on.query(f"SELECT 1 FROM {table} LIMIT 1"))
+        if merged:
+            sync_stored(on, ds, group, columns[table])
+        merge_seconds = time.perf_counter() - started
+        present = merged or (table in columns and bool(on.query(f"SELECT 1 FROM {table} LIMIT 1")))
+        current = current_table(ds) if merged else ""
+        stored = tuple(stored_rules(group, on.dialect)) if current else ()
+        marks = ", ".join("?" for _ in org_codes) or "NULL"
+        for result in ("quality.check_result", "quality.problem_record"):  # only these institutions' results
+            on.execute(f"DELETE FROM {result} WHERE run_id = ? AND dataset = ? AND org_code IN ({marks})",
+                       [run_id, ds.name, *org_codes])  # fmt: skip
+        counts = (
+            _evaluate_dataset(on, group, columns[table], run_id, day, org_codes, current=current, stored=stored)
+            if present
+            else {}
+        )
+        status = "evaluated" if present else "not_evaluated"
+        outcomes = [
+            RuleOutcome(rule.id, org, *counts.get((org, rule.id), (0, 0)), status=status)
+            for rule in group
+            for org in org_codes
+        ]
+        frame = _check_frame(run_id, day, outcomes, group, checked_at)
+        if len(frame):
+            on.load("quality.check_result", frame)
+    return _DatasetRun(outcomes, merge_seconds, time.perf_counter() - started)
 
 
 def dataset_present(wh: Warehouse, table: str) -> bool:
@@ -176,71 +250,45 @@ def run_rules(
     day: date,
     rules: tuple[Rule, ...] | None = None,
     timings: dict[str, float] | None = None,
-    workers: int = MERGE_WORKERS,
+    workers: int = WORKERS,
 ) -> list[RuleOutcome]:
     """Evaluate every rule for every institution; institutions without data get an explicit 0/0 result, and a
-    data set whose table does not exist (yet) or is empty gets `not_evaluated` (no finding). `timings`, when given,
-    receives the seconds spent per data set (benchmarks; `<data set>.current`: bringing its current-version table
-    up to date, included — merges run `workers` at a time, so these overlap; `merge`: the wall time of them all)."""
+    data set whose table does not exist (yet) or is empty gets `not_evaluated` (no finding).
+
+    Data sets run `workers` at a time, each on a connection and in a transaction of its own (`_run_dataset`: they
+    write different tables and different rows of the results; one data set's commits and small statements leave a
+    core idle that another fills), raw data sets first, largest first. A data set's results of the day change
+    together with its stored flags; results of rules no longer run are dropped at the end. `timings`, when given,
+    receives the seconds spent per data set (benchmarks; `<data set>.current`: the merge part of them; they
+    overlap)."""
     ensure_core(wh)
     rules = rules or load_catalog()
     run_id = run_id_for(day)
     checked_at = datetime.now().replace(microsecond=0)
-    outcomes: list[RuleOutcome] = []
     groups = datasets_of(rules)
     columns = columns_of(wh, [g[0].dataset.table for g in groups.values()])
-    raw = [g for g in groups.values() if g[0].dataset.kind == "raw" and g[0].dataset.table in columns]
-    started = time.perf_counter()
-    merged = merge_current(wh, [g for g in raw if wh.query(f"SELECT 1 FROM {g[0].dataset.table} LIMIT 1")], columns,
-                           workers)  # fmt: skip
-    if timings is not None:
-        timings["merge"] = time.perf_counter() - started  # wall, all merges (they overlap)
-    with wh.transaction():
-        marks = ", ".join("?" for _ in org_codes) or "NULL"
-        for table in ("quality.check_result", "quality.problem_record"):  # only these institutions' results
-            wh.execute(f"DELETE FROM {table} WHERE run_id = ? AND org_code IN ({marks})", [run_id, *org_codes])
-        for group in groups.values():
-            ds = group[0].dataset
-            table = ds.table
-            started = time.perf_counter()
-            present = ds.name in merged or (table in columns and bool(wh.query(f"SELECT 1 FROM {table} LIMIT 1")))
-            current = current_table(ds) if ds.name in merged else ""
-            stored = tuple(stored_rules(group, wh.dialect)) if current else ()
-            counts = (
-                _evaluate_dataset(wh, group, columns[table], run_id, day, org_codes, current=current, stored=stored)
-                if present
-                else {}
-            )
-            if timings is not None:
-                timings[ds.name] = time.perf_counter() - started + merged.get(ds.name, 0.0)
-                timings[f"{ds.name}.current"] = merged.get(ds.name, 0.0)
-            status = "evaluated" if present else "not_evaluated"
-            for rule in group:
-                for org in org_codes:
-                    evaluated, failed = counts.get((org, rule.id), (0, 0))
-                    outcomes.append(RuleOutcome(rule.id, org, evaluated, failed, status))
-        by_id = {r.id: r for r in rules}
-        frame = pl.DataFrame(
-            {
-                "run_id": run_id,
-                "day": pl.Series([day] * len(outcomes), dtype=pl.Date),
-                "org_code": [o.org_code for o in outcomes],
-                "dataset": [by_id[o.rule_id].dataset.name for o in outcomes],
-                "rule_id": [o.rule_id for o in outcomes],
-                "check_type": [by_id[o.rule_id].check_type for o in outcomes],
-                "dimension": [by_id[o.rule_id].dimension for o in outcomes],
-                "severity": [by_id[o.rule_id].severity for o in outcomes],
-                "evaluated": pl.Series([o.evaluated for o in outcomes], dtype=pl.Int64),
-                "failed": pl.Series([o.failed for o in outcomes], dtype=pl.Int64),
-                "checked_at": pl.Series([checked_at] * len(outcomes), dtype=pl.Datetime("us")),
-                "label": [by_id[o.rule_id].label for o in outcomes],
-                "status": [o.status for o in outcomes],
-                "standard": [by_id[o.rule_id].standard for o in outcomes],
-            }
+    sizes = wh.estimated_rows(list(columns))
+    todo = sorted(groups.values(), key=lambda g: (g[0].dataset.kind != "raw", -sizes.get(g[0].dataset.table, 0)))
+    done = dict(
+        zip(
+            [g[0].dataset.name for g in todo],
+            in_parallel(
+                wh, todo, lambda g, on: _run_dataset(on, g, columns, run_id, day, org_codes, checked_at), workers
+            ),
+            strict=True,
         )
-        if len(frame):
-            wh.load("quality.check_result", frame)
-    return outcomes
+    )
+    with wh.transaction():  # results of rules this run does not have (removed from the catalog, or not asked for)
+        marks = ", ".join("?" for _ in org_codes) or "NULL"
+        ids = ", ".join(lit(r.id) for r in rules) or "NULL"
+        for result in ("quality.check_result", "quality.problem_record"):
+            wh.execute(f"DELETE FROM {result} WHERE run_id = ? AND org_code IN ({marks}) AND rule_id NOT IN ({ids})",
+                       [run_id, *org_codes])  # fmt: skip
+    if timings is not None:
+        for name, part in done.items():
+            timings[name] = part.seconds
+            timings[f"{name}.current"] = part.merge_seconds
+    return [o for g in groups for o in done[g].outcomes]
 
 
 def evaluate(wh: Warehouse, rules: list[Rule], org_codes: list[str]) -> dict[str, tuple[int, int]]:
