@@ -29,7 +29,7 @@ from connectors.ledger import (
     now_local,
     record_failure,
     record_health,
-    record_health_marks,
+    record_health_of_sources,
     write_batches,
 )
 from warehouse import Warehouse, append_raw
@@ -556,9 +556,14 @@ def ingest_folders(
             hand_over()
         if landing is not None:
             tx.land(landing.result())
-    for (org_code, kind), run in runs.items():
-        marks = [HealthMark(d, True, run.day_rows[d], late_minutes=late) for d, late in sorted(run.days.items())]
-        record_health_marks(wh, org_code, kind, marks)
+    record_health_of_sources(  # every institution's marks in one transaction
+        wh,
+        [
+            (org_code, kind, HealthMark(d, True, run.day_rows[d], late_minutes=late))
+            for (org_code, kind), run in runs.items()
+            for d, late in sorted(run.days.items())
+        ],
+    )
     return list(runs.values())
 
 

@@ -171,26 +171,27 @@ class HealthMark:
     late_minutes: int | None = None
 
 
-def record_health_marks(wh: Warehouse, org_code: str, source_kind: str, marks: list[HealthMark]) -> None:
-    """Update ops.source_health for many days of one source in one statement (stability / timeliness inputs).
+def record_health_of_sources(wh: Warehouse, marks: list[tuple[str, str, HealthMark]]) -> None:
+    """Update ops.source_health for many (institution, source kind, mark) in one transaction and one statement.
 
     Counts add up over runs; `late_minutes` (how long after the day's cut-off its data arrived) keeps the largest.
+    Each (institution, source kind, day) at most once.
     """
     if not marks:
         return
     at = now_local()
     frame = pl.DataFrame(
         {
-            "org_code": [org_code] * len(marks),
-            "source_kind": [source_kind] * len(marks),
-            "day": pl.Series([m.day for m in marks], dtype=pl.Date),
-            "last_success_at": pl.Series([at if m.ok else None for m in marks], dtype=pl.Datetime("us")),
-            "last_failure_at": pl.Series([None if m.ok else at for m in marks], dtype=pl.Datetime("us")),
-            "last_error": pl.Series([m.error or None for m in marks], dtype=pl.String),
-            "batches_ok": pl.Series([int(m.ok) for m in marks], dtype=pl.Int64),
-            "batches_failed": pl.Series([int(not m.ok) for m in marks], dtype=pl.Int64),
-            "rows_loaded": pl.Series([m.rows_loaded for m in marks], dtype=pl.Int64),
-            "late_minutes": pl.Series([m.late_minutes for m in marks], dtype=pl.Int64),
+            "org_code": [org for org, _, _ in marks],
+            "source_kind": [kind for _, kind, _ in marks],
+            "day": pl.Series([m.day for _, _, m in marks], dtype=pl.Date),
+            "last_success_at": pl.Series([at if m.ok else None for _, _, m in marks], dtype=pl.Datetime("us")),
+            "last_failure_at": pl.Series([None if m.ok else at for _, _, m in marks], dtype=pl.Datetime("us")),
+            "last_error": pl.Series([m.error or None for _, _, m in marks], dtype=pl.String),
+            "batches_ok": pl.Series([int(m.ok) for _, _, m in marks], dtype=pl.Int64),
+            "batches_failed": pl.Series([int(not m.ok) for _, _, m in marks], dtype=pl.Int64),
+            "rows_loaded": pl.Series([m.rows_loaded for _, _, m in marks], dtype=pl.Int64),
+            "late_minutes": pl.Series([m.late_minutes for _, _, m in marks], dtype=pl.Int64),
             "updated_at": pl.Series([at] * len(marks), dtype=pl.Datetime("us")),
         }
     )
@@ -214,4 +215,4 @@ def record_health(
     late_minutes: int | None = None,
 ) -> None:
     """Update ops.source_health for one institution, source kind and day."""
-    record_health_marks(wh, org_code, source_kind, [HealthMark(day, ok, rows_loaded, error, late_minutes)])
+    record_health_of_sources(wh, [(org_code, source_kind, HealthMark(day, ok, rows_loaded, error, late_minutes))])
