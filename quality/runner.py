@@ -211,11 +211,11 @@ def _run_dataset(
     ds, started = group[0].dataset, time.perf_counter()
     table = ds.table
     with on.transaction():
-        merged = ds.kind == "raw" and table in columns and bool(on.query(f"SELECT 1 FROM {table} LIMIT 1"))
+        present = table in columns and bool(on.query(f"SELECT 1 FROM {table} LIMIT 1"))  # exists, holds rows
+        merged = present and ds.kind == "raw"
         if merged:
             sync_stored(on, ds, group, columns[table])
         merge_seconds = time.perf_counter() - started
-        present = merged or (table in columns and bool(on.query(f"SELECT 1 FROM {table} LIMIT 1")))
         current = current_table(ds) if merged else ""
         stored = tuple(stored_rules(group, on.dialect)) if current else ()
         marks = ", ".join("?" for _ in org_codes) or "NULL"
