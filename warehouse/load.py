@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -39,6 +40,20 @@ def _pg_csv(frame: pl.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
+def over_arrow(wh: Warehouse, name: str, table: Any) -> Callable[[str], None]:
+    """A runner of DuckDB statements (not queries) that read the Arrow `table` as relation `name`.
+
+    Unlike `register`, whose view a transaction keeps in its catalog undo log — and with it the whole Arrow
+    table — until it ends, the relation is bound per statement: a long transaction of many batches holds none.
+    """
+    relation = wh.conn.from_arrow(table)
+
+    def run(sql: str) -> None:
+        relation.query(name, sql)
+
+    return run
+
+
 def load_frame(wh: Warehouse, qualified: str, frame: pl.DataFrame) -> int:
     """Append `frame` to `qualified` matching columns by name; returns the number of rows written."""
     if frame.height == 0:
@@ -46,11 +61,7 @@ def load_frame(wh: Warehouse, qualified: str, frame: pl.DataFrame) -> int:
     cols = ", ".join(quote_ident(c) for c in frame.columns)
     if wh.dialect == "duckdb":
         view = "_hutong_load_frame"
-        wh.conn.register(view, frame.to_arrow())
-        try:
-            wh.conn.execute(f"INSERT INTO {qualified} ({cols}) SELECT {cols} FROM {view}")
-        finally:
-            wh.conn.unregister(view)
+        over_arrow(wh, view, frame.to_arrow())(f"INSERT INTO {qualified} ({cols}) SELECT {cols} FROM {view}")
         return frame.height
     with wh.conn.cursor() as cur:
         for start in range(0, frame.height, COPY_CHUNK_ROWS):

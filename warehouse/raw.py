@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +14,7 @@ import polars as pl
 from warehouse.core import Warehouse
 from warehouse.ddl import contracts, create_table_sql
 from warehouse.dialect import sql_type
-from warehouse.load import quote_ident
+from warehouse.load import over_arrow, quote_ident
 
 STAGE = "_hutong_raw_stage"
 NEW = "_hutong_raw_new"
@@ -104,21 +104,18 @@ def _hash_expr(payload: list[str]) -> str:
 
 
 @contextmanager
-def _staged(wh: Warehouse, frame: pl.DataFrame, columns: dict[str, str]) -> Iterator[None]:
-    """The batch as relation STAGE: a zero-copy Arrow view on DuckDB, a COPY-loaded temp table on PostgreSQL."""
+def _staged(wh: Warehouse, frame: pl.DataFrame, columns: dict[str, str]) -> Iterator[Callable[[str], None]]:
+    """A runner of statements that read the batch as relation STAGE: a zero-copy Arrow relation on DuckDB (string
+    views as they are: the default, oldest, Arrow level would copy every string column), a COPY-loaded temp table
+    on PostgreSQL."""
     wh.execute(f"DROP TABLE IF EXISTS {NEW}")
     if wh.dialect == "duckdb":
-        # string views as they are: the default (oldest) Arrow level would copy every string column
-        wh.conn.register(STAGE, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
-        try:
-            yield
-        finally:
-            wh.conn.unregister(STAGE)
+        yield over_arrow(wh, STAGE, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
         return
     wh.execute(f"DROP TABLE IF EXISTS {STAGE}")
     wh.execute(create_table_sql(wh.dialect, STAGE, columns).replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
     wh.load(STAGE, frame)
-    yield
+    yield wh.execute
     wh.execute(f"DROP TABLE IF EXISTS {STAGE}")  # not in `finally`: a failed PostgreSQL transaction takes no more
 
 
@@ -161,7 +158,7 @@ def _fresh_sql(payload: list[str], repeats: bool) -> str:
                            WHERE p._org_code = f._org_code AND p._source_key = f._source_key) AS _prior
             FROM fresh f
         )
-        SELECT _row, coalesce(_batch_id, CAST(? AS VARCHAR)) AS _batch_id, _record_hash,
+        SELECT _row, _batch_id, _record_hash,
                CASE WHEN _deleted THEN 'D' WHEN _prior OR _seq > 1 THEN 'U' ELSE 'I' END AS _op
         FROM ordered
     """
@@ -190,6 +187,7 @@ def append_raw(wh: Warehouse, table: str, frame: pl.DataFrame, batch_id: str, in
         "_deleted": "bool",
         "_origin": "text",
         "_batch_id": "text",
+        "_ingested_at": "timestamp",
         "_row": "int",
     }
     if "_batch_id" not in frame.columns:
@@ -199,6 +197,7 @@ def append_raw(wh: Warehouse, table: str, frame: pl.DataFrame, batch_id: str, in
     frame = frame.with_columns(
         [pl.col(c).cast(pl.String) for c in payload]
         + [pl.col("_source_updated_at").cast(pl.Datetime("us")), pl.col("_deleted").cast(pl.Boolean)]
+        + [pl.lit(ingested_at, dtype=pl.Datetime("us")).alias("_ingested_at")]
         + [pl.int_range(pl.len(), dtype=pl.Int64).alias("_row")]
     ).select(list(stage_cols))
     # a key that comes more than once in the batch needs the window functions that order its versions; most
@@ -207,38 +206,37 @@ def append_raw(wh: Warehouse, table: str, frame: pl.DataFrame, batch_id: str, in
     qualified = f"raw.{table}"
     target = [*payload, *lineage_columns()]
     columns = ", ".join(quote_ident(c) for c in target)
-    with wh.transaction(), _staged(wh, frame, stage_cols):
+    with wh.transaction(), _staged(wh, frame, stage_cols) as on_stage:
         wh.execute(f"DROP TABLE IF EXISTS {PRIOR}")
-        wh.execute(f"CREATE TEMP TABLE {PRIOR} AS {_prior_sql(qualified)}")
+        on_stage(f"CREATE TEMP TABLE {PRIOR} AS {_prior_sql(qualified)}")
         if not repeats and not wh.scalar(f"SELECT count(*) FROM {PRIOR}"):
             # the common case: no key of the batch landed before nor repeated in it, so every row is new
             computed = {
                 "_batch_id": "_batch_id",
-                "_ingested_at": "CAST(? AS TIMESTAMP)",
+                "_ingested_at": "_ingested_at",
                 "_op": "CASE WHEN _deleted THEN 'D' ELSE 'I' END",
                 "_record_hash": _hash_expr(payload),
             }
             values = ", ".join(computed.get(c, quote_ident(c)) for c in target)
-            wh.execute(f"INSERT INTO {qualified} ({columns}) SELECT {values} FROM {STAGE}", [ingested_at])
+            on_stage(f"INSERT INTO {qualified} ({columns}) SELECT {values} FROM {STAGE}")
             by_batch = dict(frame.group_by("_batch_id").len().iter_rows())
         else:
-            by_batch = _append_fresh(wh, qualified, payload, target, repeats, batch_id, ingested_at)
+            by_batch = _append_fresh(wh, on_stage, qualified, payload, target, repeats)
         wh.execute(f"DROP TABLE IF EXISTS {PRIOR}")
     return RawAppendResult(rows_in=frame.height, rows_loaded=sum(by_batch.values()), loaded_by_batch=by_batch)
 
 
-def _append_fresh(wh: Warehouse, qualified: str, payload: list[str], target: list[str], repeats: bool,
-                  batch_id: str, ingested_at: datetime) -> dict[str, int]:  # fmt: skip
+def _append_fresh(wh: Warehouse, on_stage: Callable[[str], None], qualified: str, payload: list[str],
+                  target: list[str], repeats: bool) -> dict[str, int]:  # fmt: skip
     """Insert the fresh rows of STAGE (checked against PRIOR and each other); rows loaded per batch id."""
-    wh.execute(f"CREATE TEMP TABLE {NEW} AS {_fresh_sql(payload, repeats)}", [batch_id])
+    on_stage(f"CREATE TEMP TABLE {NEW} AS {_fresh_sql(payload, repeats)}")
     by_batch = {b: n for b, n in wh.query(f"SELECT _batch_id, count(*) FROM {NEW} GROUP BY _batch_id")}
-    from_new = {"_batch_id": "n._batch_id", "_ingested_at": "CAST(? AS TIMESTAMP)", "_op": "n._op",
+    from_new = {"_batch_id": "n._batch_id", "_op": "n._op",
                 "_record_hash": "n._record_hash"}  # fmt: skip
     values = ", ".join(from_new.get(c, f"s.{quote_ident(c)}") for c in target)
-    wh.execute(
+    on_stage(
         f"INSERT INTO {qualified} ({', '.join(quote_ident(c) for c in target)}) "
-        f"SELECT {values} FROM {NEW} n JOIN {STAGE} s ON s._row = n._row",
-        [ingested_at],
+        f"SELECT {values} FROM {NEW} n JOIN {STAGE} s ON s._row = n._row"
     )
     wh.execute(f"DROP TABLE IF EXISTS {NEW}")
     return by_batch

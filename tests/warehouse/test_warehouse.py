@@ -198,3 +198,33 @@ def test_whole_record_columns_are_stored_with_zstd_on_duckdb(tmp_path):
         assert wh.query("SELECT DISTINCT message_text FROM raw.lis_message") == [(text,)]
     assert "message_text" in contracts()["raw_whole_record_columns"]
     assert kinds["message_text"] == "ZSTD" and kinds["name"] != "ZSTD"
+
+
+def test_open_transaction_holds_no_batch_rows_on_duckdb(tmp_path, monkeypatch):
+    """A drop folder lands many batches in one transaction: once a batch has landed its Arrow rows are freed, not
+    kept to the commit (a view made with `register` would keep them in the transaction's catalog undo log)."""
+    import gc
+    import weakref
+
+    import warehouse.load
+    import warehouse.raw
+
+    tables: list[weakref.ref[object]] = []
+    real = warehouse.load.over_arrow
+
+    def watched(wh: Warehouse, name: str, table: object):  # type: ignore[no-untyped-def]
+        tables.append(weakref.ref(table))
+        return real(wh, name, table)
+
+    monkeypatch.setattr(warehouse.raw, "over_arrow", watched)
+    monkeypatch.setattr(warehouse.load, "over_arrow", watched)
+    with Warehouse(f"duckdb:///{tmp_path}/w.duckdb") as wh:
+        ensure_core(wh)
+        with wh.transaction():
+            for n in range(3):
+                append_raw(wh, "his_patient", _batch([f"甲{n}", "乙"], [False, False], [None, None]), f"b{n}",
+                           datetime(2026, 1, 1))  # fmt: skip
+            wh.load("ops.quarantine", pl.DataFrame({"quarantine_id": ["q1"], "message": ["m"]}))
+            gc.collect()
+            assert len(tables) == 4 and all(ref() is None for ref in tables)
+        assert wh.count("raw.his_patient") == 4
