@@ -103,6 +103,15 @@ def _column_sql(feed: Feed, columns: Any, salt: str) -> str:
     return ", ".join(parts)
 
 
+def relinked_tables(wh: Warehouse) -> set[str]:
+    """Tables whose rows a dbt post-hook re-pointed at another EMPI id (ops.empi_change, written by the dbt macro
+    `log_empi_change`). A feed covers such a change like an ingest batch, and the records showing a person it
+    re-pointed are candidates again: their rows keep their raw batch, so batches alone would never re-send them."""
+    if not wh.table_exists("ops.empi_change"):
+        return set()
+    return {str(name) for (name,) in wh.query("SELECT DISTINCT model_name FROM ops.empi_change")}
+
+
 class _Run:
     """State of one run (temp tables feed_cand / feed_excl live on the warehouse connection)."""
 
@@ -118,31 +127,48 @@ class _Run:
 
     # -- selection ------------------------------------------------------------------------------
     def select(self) -> None:
-        """Candidates: records with a row in an ingest batch not yet covered for that watermark table, plus records
-        still held back by the gate. The new batches are kept (feed_batches) and recorded as covered at close, so
-        a batch is examined exactly once — whenever its rows land, with no time lag."""
+        """Candidates: records with a row in an ingest batch not yet covered for that watermark table, or showing a
+        person whose EMPI id a dbt run re-pointed in that table since (ops.empi_change), plus records still held
+        back by the gate. The new batches and changes are kept (feed_batches) and recorded as covered at close, so
+        each is examined exactly once — whenever its rows become visible, with no time lag."""
         feed, src, wh = self.feed, self.feed.source, self.wh
         for name in ("feed_cand", "feed_excl", "feed_batches"):
             wh.execute(f"DROP TABLE IF EXISTS {name}")
         scope = [feed.name, self.target.name, self.org]
         batches = " UNION ALL ".join(f"SELECT DISTINCT '{label}' AS src, _batch_id AS bid FROM {t}"
                                      for label, t, _, _ in src.watermark)  # fmt: skip
+        relinked = [w for w in src.watermark if w[1] in relinked_tables(wh)]
+        uncovered = ("NOT EXISTS (SELECT 1 FROM feeds.covered_batch c WHERE c.feed = ? AND c.target = ? "
+                     "AND c.org_code = ? AND c.source = x.src AND c.batch_id = x.bid)")  # fmt: skip
+        changes = "".join(
+            f""" UNION ALL SELECT x.src, x.bid, max(x.changed_at) FROM (SELECT '{label}' AS src, change_id AS bid,
+                changed_at FROM ops.empi_change WHERE model_name = '{t}' AND org_code = ?) x WHERE {uncovered}
+                GROUP BY x.src, x.bid"""
+            for label, t, _, _ in relinked
+        )
         wh.execute(
             f"""CREATE TEMP TABLE feed_batches AS
             SELECT x.src, x.bid, max(b.finished_at) AS finished_at
             FROM ({batches}) x JOIN ops.ingest_batch b ON b.batch_id = x.bid
-            WHERE b.org_code = ? AND b.finished_at IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM feeds.covered_batch c WHERE c.feed = ? AND c.target = ?
-                              AND c.org_code = ? AND c.source = x.src AND c.batch_id = x.bid)
-            GROUP BY x.src, x.bid""",
-            [self.org, *scope],
+            WHERE b.org_code = ? AND b.finished_at IS NOT NULL AND {uncovered}
+            GROUP BY x.src, x.bid{changes}""",
+            [self.org, *scope] * (1 + len(relinked)),
         )
         self.new_batches = int(wh.scalar("SELECT count(*) FROM feed_batches") or 0)
+        if relinked:  # only tables with a change new to this feed are searched for the persons it re-pointed
+            sql = "SELECT DISTINCT src FROM feed_batches WHERE bid IN (SELECT change_id FROM ops.empi_change)"
+            fresh = {str(label) for (label,) in wh.query(sql)}
+            relinked = [w for w in relinked if w[0] in fresh]
+        org = "'" + self.org.replace("'", "''") + "'"
         keys = " UNION ALL ".join(
-            f"SELECT '{label}' AS src, {k} AS k FROM {t} "
-            f"WHERE _batch_id IN (SELECT bid FROM feed_batches WHERE src = '{label}')"
-            for label, t, k, _ in src.watermark
-        )
+            [f"SELECT '{label}' AS src, {k} AS k FROM {t} "
+             f"WHERE _batch_id IN (SELECT bid FROM feed_batches WHERE src = '{label}')"
+             for label, t, k, _ in src.watermark]
+            + [f"SELECT '{label}' AS src, {k} AS k FROM {t} WHERE empi_id IN (SELECT empi_id FROM ops.empi_change "
+               f"WHERE model_name = '{t}' AND org_code = {org} "
+               f"AND change_id IN (SELECT bid FROM feed_batches WHERE src = '{label}'))"
+               for label, t, k, _ in relinked]
+        )  # fmt: skip
         by_match: dict[str, list[str]] = {}
         for label, _, _, match in src.watermark:
             by_match.setdefault(match, []).append(f"'{label}'")

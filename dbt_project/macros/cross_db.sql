@@ -237,14 +237,37 @@ left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_exp
 {%- endmacro %}
 
 {# Post-hook of an incremental CDR or health-record model: re-point empi_id at the master patient index's current
-   answer (merges after the row was built); `system` names a fixed source system (public health: 'PH'). #}
+   answer (merges, splits and links made after the row was built); `system` names a fixed source system (public
+   health: 'PH'). What changes is logged first in ops.empi_change (`log_empi_change`). #}
 {% macro refresh_empi(system_column, local_id_column, system=none) -%}
+    {%- set changed -%}
+    select t.org_code, x.empi_id
+    from {{ this }} as t
+    join {{ source('mpi', 'xref') }} as x
+      on x.org_code = t.org_code
+     and x.source_system = {% if system %}'{{ system }}'{% else %}t.{{ system_column }}{% endif %}
+     and x.local_id = t.{{ local_id_column }}
+    where t.empi_id is null or t.empi_id <> x.empi_id
+    {%- endset -%}
+    {{ log_empi_change(changed) }};
     update {{ this }} as t set empi_id = x.empi_id
     from {{ source('mpi', 'xref') }} as x
     where x.org_code = t.org_code
       and x.source_system = {% if system %}'{{ system }}'{% else %}t.{{ system_column }}{% endif %}
       and x.local_id = t.{{ local_id_column }}
       and (t.empi_id is null or t.empi_id <> x.empi_id)
+{%- endmacro %}
+
+{# ops.empi_change: per dbt invocation, model, institution and EMPI id, how many rows a post-hook is about to re-point
+   at that id (`changed_sql`: org_code, empi_id per row). Feeds read it as they read ingest batches: the records
+   showing a re-pointed person are examined again (marts.delivery), since their rows keep their raw batch. Written
+   in the model's transaction, with the update. #}
+{% macro log_empi_change(changed_sql) -%}
+    insert into ops.empi_change (change_id, model_name, org_code, empi_id, row_count, changed_at)
+    select '{{ invocation_id }}', '{{ this.schema }}.{{ this.identifier }}', c.org_code, c.empi_id, count(*),
+           current_timestamp
+    from ({{ changed_sql }}) as c
+    group by c.org_code, c.empi_id
 {%- endmacro %}
 
 {# Local codes of one staging column that have no approved mapping (see cdr__unmapped_code). #}
@@ -267,16 +290,19 @@ left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_exp
 {# Post-hook of cdr__lab_report: re-point empi_id at the MPI's current answer for the LIS identity, else the HIS
    identity the LIS named (as the model derives it). #}
 {% macro refresh_lab_report_empi() -%}
-    update {{ this }} as t set empi_id = n.empi_id
-    from (
-        select r.lab_report_key, coalesce(xl.empi_id, xh.empi_id) as empi_id
+    {%- set current -%}
+        select r.lab_report_key, r.org_code, r.empi_id as held, coalesce(xl.empi_id, xh.empi_id) as empi_id
         from {{ this }} as r
         left join {{ source('mpi', 'xref') }} as xl
             on xl.org_code = r.org_code and xl.source_system = r.source_system and xl.local_id = r.local_patient_id
         left join {{ source('mpi', 'xref') }} as xh
             on xh.org_code = r.org_code and xh.source_system = r.patient_id_authority
             and xh.local_id = r.local_patient_id
-    ) as n
+    {%- endset -%}
+    {{ log_empi_change("select n.org_code, n.empi_id from (" ~ current ~ ") as n where n.empi_id is not null "
+                       ~ "and (n.held is null or n.held <> n.empi_id)") }};
+    update {{ this }} as t set empi_id = n.empi_id
+    from ({{ current }}) as n
     where n.lab_report_key = t.lab_report_key and n.empi_id is not null
       and (t.empi_id is null or t.empi_id <> n.empi_id)
 {%- endmacro %}

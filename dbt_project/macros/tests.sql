@@ -55,7 +55,9 @@ having count(*) > 1
 {# ops.dbt_load: per incremental model and load, the watermark it held before the load (NULL: a full build). #}
 {% macro hutong_create_load_log() -%}
     create schema if not exists ops;
-    create table if not exists ops.dbt_load (model_name varchar, loaded_after timestamp, recorded_at timestamp)
+    create table if not exists ops.dbt_load (model_name varchar, loaded_after timestamp, recorded_at timestamp);
+    create table if not exists ops.empi_change (change_id varchar, model_name varchar, org_code varchar,
+                                                empi_id varchar, row_count bigint, changed_at timestamp)
 {%- endmacro %}
 
 {# Pre-hook of every model: an incremental model records the watermark it holds before this load. #}

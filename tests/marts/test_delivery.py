@@ -221,3 +221,48 @@ def test_refused_packages_are_final_and_transient_failures_stop_the_queue(county
         waiting = Counter(r[0] for r in wh.query("SELECT status FROM feeds.delivery WHERE org_code = ?", [other]))
     assert down.failed == 1 and rx.received.requests == 2  # retried, then the queue stops
     assert waiting == {"failed": 1, "pending": len(down.packaged) - 1}
+
+
+def test_empi_links_and_merges_re_send_the_records_once_the_cdr_shows_them(county):
+    """Links and steward merges change no raw batch: the CDR re-points its rows on the next dbt run (post-hook, logged
+    in ops.empi_change) and the feed then re-sends exactly the records whose EMPI id changed — not before."""
+    from hutong.dbt_runner import run_dbt
+    from mpi.link import run_mpi
+    from mpi.steward import merge
+
+    f = _jsonl_feed(max_records=0)
+    target = Target("box", str(county.data_dir / "box"), retry=Retry(attempts=1))
+    org = county.orgs[0]
+    dbt_target = county.data_dir / "dbt_target"
+    with Warehouse(county.url) as wh:
+        first = run_feed(wh, f, target, org, PERIOD, county.data_dir)  # before the MPI: no EMPI ids yet
+        run_mpi(wh, list((county.config.county or {}).get("townships", [])))
+    run_dbt(["run", "--select", "cdr__encounter"], county.url, target_path=dbt_target)
+    with Warehouse(county.url) as wh:
+        linked = run_feed(wh, f, target, org, PERIOD, county.data_dir)
+        people = wh.query(
+            "SELECT e.empi_id, count(DISTINCT e.encounter_key) FROM cdr.cdr__encounter e JOIN feeds.delivery_item d "
+            "ON d.record_key = e.encounter_key AND d.org_code = e.org_code WHERE e.org_code = ? "
+            "AND e.empi_id IS NOT NULL GROUP BY e.empi_id ORDER BY 2 DESC, e.empi_id LIMIT 2",
+            [org],
+        )
+        with_empi = wh.count("cdr.cdr__encounter", "org_code = ? AND empi_id IS NOT NULL AND encounter_key IN "
+                             "(SELECT record_key FROM feeds.delivery_item)", [org])  # fmt: skip
+        (survivor, _), (retired, moved) = people
+        merge(wh, survivor, retired, actor="test", reason="one resident, two EMPI ids")
+        before_dbt = run_feed(wh, f, target, org, PERIOD, county.data_dir)  # the CDR does not show the merge yet
+    run_dbt(["run", "--select", "cdr__encounter"], county.url, target_path=dbt_target)
+    with Warehouse(county.url) as wh:
+        logged = wh.query(
+            "SELECT model_name, org_code, empi_id, row_count FROM ops.empi_change WHERE change_id = "
+            "(SELECT change_id FROM ops.empi_change ORDER BY changed_at DESC LIMIT 1)"
+        )
+        merged = run_feed(wh, f, target, org, PERIOD, county.data_dir)
+        again = run_feed(wh, f, target, org, PERIOD, county.data_dir)
+        files = [r[0] for r in wh.query("SELECT file_name FROM feeds.delivery WHERE delivery_id = ?",
+                                        [merged.packaged[0]])]  # fmt: skip
+    lines = [json.loads(line) for line in Path(files[0]).read_text(encoding="utf-8").splitlines()]
+    assert first.sent >= with_empi > 0 and linked.sent == with_empi  # every record the MPI linked, once
+    assert before_dbt.sent == 0 and ("cdr.cdr__encounter", org, survivor, moved) in logged
+    assert merged.sent == moved and {r["empi_id"] for r in lines} == {survivor}  # not the survivor's own records
+    assert again.sent == 0 and not again.packaged
