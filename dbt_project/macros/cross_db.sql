@@ -238,10 +238,10 @@ left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_exp
 
 {# Post-hook of an incremental CDR or health-record model: re-point empi_id at the master patient index's current
    answer (merges, splits and links made after the row was built); `system` names a fixed source system (public
-   health: 'PH'). What changes is logged first in ops.empi_change (`log_empi_change`). #}
+   health: 'PH'). The rows to re-point are found once (`repoint_empi`). #}
 {% macro refresh_empi(system_column, local_id_column, system=none) -%}
     {%- set changed -%}
-    select t.org_code, x.empi_id
+    select t.{{ config.get('unique_key') }} as row_key, t.org_code, x.empi_id
     from {{ this }} as t
     join {{ source('mpi', 'xref') }} as x
       on x.org_code = t.org_code
@@ -249,25 +249,26 @@ left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_exp
      and x.local_id = t.{{ local_id_column }}
     where t.empi_id is null or t.empi_id <> x.empi_id
     {%- endset -%}
-    {{ log_empi_change(changed) }};
-    update {{ this }} as t set empi_id = x.empi_id
-    from {{ source('mpi', 'xref') }} as x
-    where x.org_code = t.org_code
-      and x.source_system = {% if system %}'{{ system }}'{% else %}t.{{ system_column }}{% endif %}
-      and x.local_id = t.{{ local_id_column }}
-      and (t.empi_id is null or t.empi_id <> x.empi_id)
+    {{ repoint_empi(changed) }}
 {%- endmacro %}
 
-{# ops.empi_change: per dbt invocation, model, institution and EMPI id, how many rows a post-hook is about to re-point
-   at that id (`changed_sql`: org_code, empi_id per row). Feeds read it as they read ingest batches: the records
-   showing a re-pointed person are examined again (marts.delivery), since their rows keep their raw batch. Written
-   in the model's transaction, with the update. #}
-{% macro log_empi_change(changed_sql) -%}
+{# Re-point the rows `changed_sql` names (row_key: the model's unique key, org_code, empi_id: the new id), after
+   logging per dbt invocation, model, institution and new EMPI id how many they are in ops.empi_change. Feeds read
+   that log as they read ingest batches: the records showing a re-pointed person are examined again
+   (marts.delivery), since their rows keep their raw batch. All in the model's transaction. #}
+{% macro repoint_empi(changed_sql) -%}
+    {%- set changed = 'empi_changed__' ~ this.identifier -%}
+    drop table if exists {{ changed }};
+    create temp table {{ changed }} as {{ changed_sql }};
     insert into ops.empi_change (change_id, model_name, org_code, empi_id, row_count, changed_at)
     select '{{ invocation_id }}', '{{ this.schema }}.{{ this.identifier }}', c.org_code, c.empi_id, count(*),
            current_timestamp
-    from ({{ changed_sql }}) as c
-    group by c.org_code, c.empi_id
+    from {{ changed }} as c
+    group by c.org_code, c.empi_id;
+    update {{ this }} as t set empi_id = c.empi_id
+    from {{ changed }} as c
+    where c.row_key = t.{{ config.get('unique_key') }};
+    drop table {{ changed }}
 {%- endmacro %}
 
 {# Local codes of one staging column that have no approved mapping (see cdr__unmapped_code). #}
@@ -290,7 +291,9 @@ left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_exp
 {# Post-hook of cdr__lab_report: re-point empi_id at the MPI's current answer for the LIS identity, else the HIS
    identity the LIS named (as the model derives it). #}
 {% macro refresh_lab_report_empi() -%}
-    {%- set current -%}
+    {%- set changed -%}
+    select n.lab_report_key as row_key, n.org_code, n.empi_id
+    from (
         select r.lab_report_key, r.org_code, r.empi_id as held, coalesce(xl.empi_id, xh.empi_id) as empi_id
         from {{ this }} as r
         left join {{ source('mpi', 'xref') }} as xl
@@ -298,13 +301,10 @@ left join {{ ref(code_table) }} as {{ alias }} on {{ alias }}.code = {{ code_exp
         left join {{ source('mpi', 'xref') }} as xh
             on xh.org_code = r.org_code and xh.source_system = r.patient_id_authority
             and xh.local_id = r.local_patient_id
+    ) as n
+    where n.empi_id is not null and (n.held is null or n.held <> n.empi_id)
     {%- endset -%}
-    {{ log_empi_change("select n.org_code, n.empi_id from (" ~ current ~ ") as n where n.empi_id is not null "
-                       ~ "and (n.held is null or n.held <> n.empi_id)") }};
-    update {{ this }} as t set empi_id = n.empi_id
-    from ({{ current }}) as n
-    where n.lab_report_key = t.lab_report_key and n.empi_id is not null
-      and (t.empi_id is null or t.empi_id <> n.empi_id)
+    {{ repoint_empi(changed) }}
 {%- endmacro %}
 
 {# The encounter key and HIS patient key by (institution, local encounter id), for sources (PACS, EMR) that name a
