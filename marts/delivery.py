@@ -105,7 +105,7 @@ def _column_sql(feed: Feed, columns: Any, salt: str) -> str:
 
 def relinked_tables(wh: Warehouse) -> set[str]:
     """Tables whose rows a dbt post-hook re-pointed at another EMPI id (ops.empi_change, written by the dbt macro
-    `log_empi_change`). A feed covers such a change like an ingest batch, and the records showing a person it
+    `repoint_empi`). A feed covers such a change like an ingest batch, and the records showing a person it
     re-pointed are candidates again: their rows keep their raw batch, so batches alone would never re-send them."""
     if not wh.table_exists("ops.empi_change"):
         return set()
@@ -137,7 +137,8 @@ class _Run:
         scope = [feed.name, self.target.name, self.org]
         batches = " UNION ALL ".join(f"SELECT DISTINCT '{label}' AS src, _batch_id AS bid FROM {t}"
                                      for label, t, _, _ in src.watermark)  # fmt: skip
-        relinked = [w for w in src.watermark if w[1] in relinked_tables(wh)]
+        changed_tables = relinked_tables(wh)
+        relinked = [w for w in src.watermark if w[1] in changed_tables]
         uncovered = ("NOT EXISTS (SELECT 1 FROM feeds.covered_batch c WHERE c.feed = ? AND c.target = ? "
                      "AND c.org_code = ? AND c.source = x.src AND c.batch_id = x.bid)")  # fmt: skip
         changes = "".join(
