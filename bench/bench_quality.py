@@ -48,7 +48,7 @@ from quality.catalog import datasets_of, load_catalog  # noqa: E402
 from quality.check_types import failure_sql  # noqa: E402
 from quality.current import current_table  # noqa: E402
 from quality.ge import GeOutcome, validate_pandas  # noqa: E402
-from quality.relation import relation_sql, table_columns  # noqa: E402
+from quality.relation import relation_sql, rule_columns, table_columns  # noqa: E402
 from quality.runner import run_rules  # noqa: E402
 from quality.scoring import score_day  # noqa: E402
 from warehouse import Warehouse  # noqa: E402
@@ -97,9 +97,10 @@ def increment(wh: Warehouse, share: float, at: datetime) -> int:
         if ds.kind != "raw" or not wh.table_exists(current):
             continue
         names = [c for c, _ in table_columns(wh, ds.table)]
+        kept = set(wh.columns(current))  # the whole-record columns stay in raw only: the new versions carry none
         new = {"_batch_id": f"'bench-day-{ds.name}'", "_ingested_at": "CAST(? AS TIMESTAMP)", "_op": "'U'",
                "_record_hash": "md5(_record_hash || 'bench-day')"}  # fmt: skip
-        select = ", ".join(f"{new[c]} AS {c}" if c in new else c for c in names)
+        select = ", ".join(f"{new[c]} AS {c}" if c in new else c if c in kept else f"NULL AS {c}" for c in names)
         before = int(wh.scalar(f"SELECT count(*) FROM {ds.table}"))
         wh.execute(
             f"INSERT INTO {ds.table} ({', '.join(names)}) SELECT {select} FROM {current} "
@@ -219,7 +220,8 @@ def main(
                       f"{'skipped':>7s}", flush=True)  # fmt: skip
                 continue
             current = current_table(ds) if ds.kind == "raw" else ""
-            sql, compiled = relation_sql(ds, group, table_columns(wh, ds.table), wh.dialect, current=current)
+            columns = rule_columns(wh, [ds.table])[ds.table]
+            sql, compiled = relation_sql(ds, group, columns, wh.dialect, current=current)
             # GE's path: the relation the rules read, built in the warehouse from the same current-version table and
             # materialised once, fetched to pandas, validated; the SQL rules and GE then judge exactly the same rows
             wh.execute(f"DROP TABLE IF EXISTS {REL}")

@@ -56,7 +56,8 @@ def keyed(ds: Dataset, keys: str, dialect: str) -> str:
 
 
 def _ensure_table(wh: Warehouse, ds: Dataset, columns: list[tuple[str, str]]) -> bool:
-    """Create the table with raw's columns (or add the columns raw gained since); True when it was created."""
+    """Create the table with `columns` (raw's, as the rules read them), or add those raw gained since and drop those
+    the rules no longer read (a whole-record column an earlier version copied); True when it was created."""
     table = current_table(ds)
     have = set(wh.columns(table))  # none: no such table (one catalog query)
     if not have:
@@ -68,6 +69,8 @@ def _ensure_table(wh: Warehouse, ds: Dataset, columns: list[tuple[str, str]]) ->
     for name, dtype in columns:
         if name not in have:
             wh.execute(f"ALTER TABLE {table} ADD COLUMN {name} {dtype}")
+    for name in sorted(have - {name for name, _ in columns}):
+        wh.execute(f"ALTER TABLE {table} DROP COLUMN {name}")
     return False
 
 

@@ -17,7 +17,7 @@ from quality.catalog import Rule, datasets_of, load_catalog
 from quality.check_types import failure_sql, lit
 from quality.current import current_table
 from quality.flags import flag_columns, flags_table, stored_rules, sync_stored
-from quality.relation import base_sql, columns_of, org_filter, relation_sql, table_columns
+from quality.relation import base_sql, org_filter, relation_sql, rule_columns
 from warehouse import Warehouse, ensure_core
 
 TEMP = "q_relation"
@@ -266,7 +266,7 @@ def run_rules(
     run_id = run_id_for(day)
     checked_at = datetime.now().replace(microsecond=0)
     groups = datasets_of(rules)
-    columns = columns_of(wh, [g[0].dataset.table for g in groups.values()])
+    columns = rule_columns(wh, [g[0].dataset.table for g in groups.values()])
     sizes = wh.estimated_rows(list(columns))
     todo = sorted(groups.values(), key=lambda g: (g[0].dataset.kind != "raw", -sizes.get(g[0].dataset.table, 0)))
     done = dict(
@@ -295,7 +295,7 @@ def evaluate(wh: Warehouse, rules: list[Rule], org_codes: list[str]) -> dict[str
     """Read-only: (evaluated, failed) per rule of one data set over the institutions, nothing written (asset checks)."""
     if not rules or not wh.table_exists(rules[0].dataset.table):
         return {}
-    columns = table_columns(wh, rules[0].dataset.table)
+    columns = rule_columns(wh, [rules[0].dataset.table]).get(rules[0].dataset.table, [])
     counts = _evaluate_dataset(wh, rules, columns, "", date.today(), org_codes, record=False)
     totals: dict[str, tuple[int, int]] = {}
     for (_, rule_id), (evaluated, failed) in counts.items():

@@ -107,3 +107,24 @@ def test_rules_read_the_current_table_and_rerun_after_new_batches(warehouse_url)
         assert wh.query("SELECT record_key, batch_id FROM quality.problem_record WHERE rule_id = 'T-NAME-REQ'") == [
             ("k3", "b2")
         ]
+
+
+def test_current_table_leaves_out_the_whole_record_kept_for_audit(warehouse_url):
+    """raw.*.message_text (contracts `raw_whole_record_columns`) stays in raw only: no rule judges it, and the current
+    table would hold a second copy; a table an earlier version built with it loses it on the next run."""
+    t0, t1 = datetime(2026, 10, 1, 9), datetime(2026, 10, 2, 9)
+    day = date(2026, 10, 2)
+    with Warehouse(warehouse_url) as wh:
+        ensure_core(wh)
+        wh.execute("DROP TABLE IF EXISTS raw.t_patient")
+        append_raw(wh, "t_patient", _batch([("A", "k1", None, t0, False)], extra="message_text"), "b1", t0)
+        with wh.transaction():  # as an earlier version built it: every raw column
+            sync_current(wh, DS, table_columns(wh, DS.table))
+        assert "message_text" in wh.columns(current_table(DS))
+        append_raw(wh, "t_patient", _batch([("A", "k2", "n2", t1, False)], extra="message_text"), "b2", t1)
+        outcomes = run_rules(wh, ["A"], day, (RULE,))
+        columns = wh.columns(current_table(DS))
+        assert "message_text" not in columns and "name" in columns
+        assert [(o.evaluated, o.failed) for o in outcomes] == [(2, 1)]
+        assert _state(wh, f"SELECT * FROM {current_table(DS)}") == _derived(wh)
+        assert "message_text" in wh.columns("raw.t_patient")
