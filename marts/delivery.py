@@ -160,13 +160,12 @@ class _Run:
             sql = "SELECT DISTINCT src FROM feed_batches WHERE bid IN (SELECT change_id FROM ops.empi_change)"
             fresh = {str(label) for (label,) in wh.query(sql)}
             relinked = [w for w in relinked if w[0] in fresh]
-        org = "'" + self.org.replace("'", "''") + "'"
         keys = " UNION ALL ".join(
             [f"SELECT '{label}' AS src, {k} AS k FROM {t} "
              f"WHERE _batch_id IN (SELECT bid FROM feed_batches WHERE src = '{label}')"
              for label, t, k, _ in src.watermark]
             + [f"SELECT '{label}' AS src, {k} AS k FROM {t} WHERE empi_id IN (SELECT empi_id FROM ops.empi_change "
-               f"WHERE model_name = '{t}' AND org_code = {org} "
+               f"WHERE model_name = '{t}' AND org_code = ? "
                f"AND change_id IN (SELECT bid FROM feed_batches WHERE src = '{label}'))"
                for label, t, k, _ in relinked]
         )  # fmt: skip
@@ -188,7 +187,7 @@ class _Run:
             FROM {src.from_sql}
             WHERE {src.org} = ? AND ({src.where or "1 = 1"})
               AND ({new} OR {src.key} IN (SELECT k FROM reopened))""",
-            [*scope, self.org],
+            [*([self.org] * len(relinked)), *scope, self.org],  # the fresh keys' changes first, then reopened
         )
         total, distinct = wh.query("SELECT count(*), count(DISTINCT record_key) FROM feed_cand")[0]
         if total != distinct:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from quality.catalog import Dataset, Rule
 from quality.check_types import Compiled, compile_rule, lit
 from warehouse import Warehouse
-from warehouse.ddl import contracts
+from warehouse.raw import whole_record_columns
 
 
 def table_columns(wh: Warehouse, table: str) -> list[tuple[str, str]]:
@@ -35,7 +35,7 @@ def rule_columns(wh: Warehouse, tables: list[str]) -> dict[str, list[tuple[str, 
     """`columns_of` as the rules read them: without the raw tables' whole-record columns (contracts.yaml
     `raw_whole_record_columns`: the message or document as received, kept in raw for audit). No rule judges them,
     and the current-version tables would hold a second copy of the largest columns of the warehouse."""
-    audit = set(contracts().get("raw_whole_record_columns", []))
+    audit = whole_record_columns()
     found = columns_of(wh, tables)
     return {t: [c for c in cols if not (t.startswith("raw.") and c[0] in audit)] for t, cols in found.items()}
 

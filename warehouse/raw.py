@@ -42,6 +42,12 @@ def lineage_columns() -> dict[str, str]:
     return dict(contracts()["raw_lineage"])
 
 
+def whole_record_columns() -> frozenset[str]:
+    """Raw columns holding a whole message or document as received (contracts.yaml `raw_whole_record_columns`):
+    kept for audit, stored with zstd on DuckDB, read by no quality rule."""
+    return frozenset(contracts().get("raw_whole_record_columns", []))
+
+
 # Raw columns seen committed, per open warehouse connection: raw tables only ever grow, so a batch whose payload
 # columns are all known needs no catalog query (two per batch otherwise).
 _KNOWN: weakref.WeakKeyDictionary[Warehouse, dict[str, frozenset[str]]] = weakref.WeakKeyDictionary()
@@ -71,7 +77,7 @@ def ensure_raw_table(wh: Warehouse, table: str, payload: list[str]) -> None:
     wh.execute("CREATE SCHEMA IF NOT EXISTS raw")
     if not wh.table_exists(qualified):
         columns = {name: "text" for name in payload} | lineage_columns()
-        whole = {name: "zstd" for name in contracts().get("raw_whole_record_columns", []) if name in columns}
+        whole = {name: "zstd" for name in whole_record_columns() if name in columns}
         wh.execute(create_table_sql(wh.dialect, qualified, columns, compression=whole))
         if wh.dialect == "postgres":
             wh.execute(
